@@ -1,0 +1,80 @@
+"""Build retrieval components from settings (store, model sessions, reranker, pipeline).
+
+Model sessions are expensive (hundreds of ms and tens of MB each), so a
+:class:`Models` bundle is loaded once per process and shared by the
+pipeline, the indexer and the chunker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.bm25 import Bm25Encoder, Bm25Params
+from retrieval.calibration import Logistic
+from retrieval.models.embedder import OnnxEmbedder, load_embedder
+from retrieval.models.specs import MINILM, MPNET
+from retrieval.pipeline import FirstStageConfig, RerankConfig, RetrievalPipeline
+from retrieval.rerank.base import Reranker
+from retrieval.rerank.bi_encoder import BiEncoderRescorer
+from retrieval.settings import Settings
+from retrieval.store.base import VectorStore
+
+
+@dataclass
+class Models:
+    dense: OnnxEmbedder
+    rerank: OnnxEmbedder | None = None    # mpnet, for index-time vectors and query-time rescoring
+
+
+def open_store(settings: Settings) -> VectorStore:
+    s = settings.store
+    if s.backend == "server":
+        from retrieval.store.server import ServerStore
+
+        if not s.url:
+            raise ValueError("FATHOM_STORE__URL is required with FATHOM_STORE__BACKEND=server")
+        return ServerStore.from_url(s.url, api_key=s.api_key, timeout_s=s.timeout_s, prefix=s.collection_prefix,
+                                    hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct)
+    from retrieval.store.edge import EdgeStore
+
+    return EdgeStore(Path(settings.state_path) / "edge", hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct)
+
+
+def load_models(settings: Settings, *, with_rerank: bool | None = None) -> Models:
+    """The dense embedder always; mpnet when the mpnet reranker or index-time mpnet vectors need it."""
+    need_mpnet = (settings.rerank.kind == "mpnet" or settings.ingest.embed_mpnet) if with_rerank is None else with_rerank
+    return Models(dense=load_embedder(MINILM, settings), rerank=load_embedder(MPNET, settings) if need_mpnet else None)
+
+
+def build_reranker(settings: Settings, models: Models) -> Reranker | None:
+    kind = settings.rerank.kind
+    if kind == "none":
+        return None
+    if kind == "mpnet":
+        if models.rerank is None:
+            raise ValueError("the mpnet reranker needs the mpnet model loaded")
+        return BiEncoderRescorer(models.rerank, weight=settings.rerank.mpnet_weight,
+                                 calibration=Logistic(*settings.rerank.mpnet_calibration))
+    from retrieval.rerank.cross_encoder import CrossEncoderReranker
+
+    k = settings.rerank
+    if k.cross_encoder_dir is None and k.cross_encoder_name is None:
+        raise ValueError("FATHOM_RERANK__CROSS_ENCODER_DIR or FATHOM_RERANK__CROSS_ENCODER_NAME is required with "
+                         "FATHOM_RERANK__KIND=cross-encoder")
+    path = k.cross_encoder_dir or settings.model_dir / "rerankers" / str(k.cross_encoder_name)
+    return CrossEncoderReranker.from_dir(path, threads=k.threads or settings.models.threads)
+
+
+def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
+    r, k = settings.retrieval, settings.rerank
+    return RetrievalPipeline(
+        store, models.dense,
+        bm25=Bm25Encoder(Bm25Params(r.bm25_k1, r.bm25_b)),
+        reranker=reranker if reranker is not None else build_reranker(settings, models),
+        first_stage=FirstStageConfig(fusion=r.fusion, rrf_k=r.rrf_k, prefetch_limit=r.prefetch_limit,
+                                     hnsw_ef=settings.store.hnsw_ef),
+        rerank=RerankConfig(depth=k.depth, max_length=k.max_length, budget_ms=k.budget_ms, adaptive=k.adaptive,
+                            adaptive_margin=k.adaptive_margin, confident_depth=k.confident_depth),
+        dense_calibration=Logistic(*settings.guard.dense_calibration),
+    )

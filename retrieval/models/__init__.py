@@ -1,0 +1,1 @@
+"""Model specs, ONNX runtimes for serving, and (torch-only) provisioning."""

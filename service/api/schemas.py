@@ -1,0 +1,77 @@
+"""Pydantic models at the HTTP edge (requests are strict: unknown fields are rejected)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FilterValue = str | int | bool | list[str] | list[int]
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"query": "How do honeybees tell each other where flowers are?", "top_k": 5, "mode": "hybrid",
+         "filters": {"filetype": "text/markdown"}}]})
+
+    query: str = Field(..., min_length=1, max_length=2000, description="The user's question or search text")
+    top_k: int = Field(5, ge=1, le=100, description="Maximum chunks to return")
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    rerank: bool = Field(True, description="Run the second-stage reranker (if one is configured)")
+    filters: dict[str, FilterValue] | None = Field(
+        None, description="Exact-match payload filters: document_id, filetype, language, source, section, page, tags.<key>; "
+                          "a list means any of")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query must not be blank")
+        return v.strip()
+
+
+class Provenance(BaseModel):
+    index_version: int | None
+    doc_version: int | None = None
+    chunk_index: int | None = None
+    char_start: int | None = None
+    char_end: int | None = None
+    fused_rank: int
+    fused_score: float
+    dense_cosine: float | None = None
+    rerank_score: float | None = None
+
+
+class ChunkOut(BaseModel):
+    id: str
+    document_id: str
+    text: str
+    score: float = Field(description="Final ranking score (reranker score if reranked, else fusion score)")
+    confidence: float = Field(ge=0, le=1)
+    metadata: dict[str, object]
+    provenance: Provenance
+
+
+class RetrieveResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "status": "ok", "reasons": [], "confidence": 0.82, "degraded": [], "reranker": "mpnet-rescore",
+        "chunks": [{"id": "2f0c...", "document_id": "honeybees.md", "text": "Forager bees perform a waggle dance...",
+                    "score": 0.71, "confidence": 0.82,
+                    "metadata": {"source": "honeybees.md", "section": "Honeybees > Communication", "filetype": "text/markdown"},
+                    "provenance": {"index_version": 1, "doc_version": 1, "chunk_index": 2, "fused_rank": 0,
+                                   "fused_score": 0.67, "dense_cosine": 0.63, "rerank_score": 0.71}}],
+        "timings_ms": {"embed": 2.1, "search": 1.4, "rerank": 17.0, "guard": 0.1, "total": 21.0},
+        "index_version": 1, "request_id": "b5c1...", "cache": "miss"}]})
+
+    status: Literal["ok", "degraded", "no_relevant_context", "unavailable"]
+    reasons: list[str] = Field(description="Machine-readable codes explaining the status")
+    confidence: float = Field(ge=0, le=1, description="How relevant the best chunk is judged to be")
+    degraded: list[str] = Field(description="Stages that fell back (subset of reasons)")
+    reranker: str | None = Field(description="The reranker that ran, if any")
+    chunks: list[ChunkOut]
+    timings_ms: dict[str, float]
+    index_version: int | None
+    request_id: str
+    cache: Literal["hit-exact", "hit-semantic", "miss", "bypassed", "off"] = Field(
+        "off", description="Answer cache: hit-exact, hit-semantic (a near-identical earlier question of the same "
+                           "tenant and index), miss, bypassed (Redis unreachable: answered without cache) or off")

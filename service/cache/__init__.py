@@ -1,0 +1,1 @@
+"""Answer cache: scopes, write generations, and its Redis and in-process stores."""

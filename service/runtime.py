@@ -1,0 +1,88 @@
+"""Everything a Fathom process holds for its lifetime: settings, store, model sessions, pipelines.
+
+Built once (API lifespan, CLI command, worker start) and shared by all
+requests, so no request ever pays for a model load or a client construction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.factory import build_ingest
+from ingest.pipeline import IngestPipeline
+from ingest.registry import Registry
+from retrieval.factory import Models, build_pipeline, load_models, open_store
+from retrieval.models.embed_cache import EmbeddingCache
+from retrieval.pipeline import RetrievalPipeline
+from retrieval.settings import Settings
+from retrieval.store.base import VectorStore
+from service.auth import KeyStore
+from service.cache.answers import AnswerCache
+from service.cache.generation import Generations, InvalidatingIngest, MemoryGenerations
+from service.jobs.system import JobSystem
+from service.limits import RateLimiter
+from service.observability.metrics import Metrics
+from service.observability.tracing import Tracing
+from service.redis_link import RedisLink
+from service.serving import build_serving
+from service.tenants import TenantDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: VectorStore
+    models: Models
+    pipeline: RetrievalPipeline
+    registry: Registry
+    ingest: IngestPipeline
+    keys: KeyStore
+    tenants: TenantDirectory
+    cache: EmbeddingCache | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+    # Request-path machinery (service.serving). Write paths call generations.bump(tenant) after each write.
+    generations: Generations = field(default_factory=MemoryGenerations)
+    answers: AnswerCache | None = None
+    limiter: RateLimiter | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=Tracing)
+    redis: RedisLink | None = None
+    # Background jobs (reindex): queue, records and tenant locks, in Redis or in memory; see service.jobs.
+    jobs: JobSystem | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Runtime":
+        settings.state_path.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings)
+        models = load_models(settings)
+        registry = Registry(settings.registry)
+        cache = EmbeddingCache(settings.state_path / "embeddings.sqlite")
+        serving = build_serving(settings)
+        return cls(
+            settings=settings, store=store, models=models,
+            pipeline=build_pipeline(settings, store, models),
+            registry=registry,
+            ingest=InvalidatingIngest(build_ingest(settings, store, registry, models, cache=cache), serving.generations),
+            keys=KeyStore(Path(settings.service.api_keys_file) if settings.service.api_keys_file else None,
+                          settings.service.api_keys),
+            tenants=TenantDirectory(settings),
+            cache=cache,
+            generations=serving.generations, answers=serving.answers, limiter=serving.limiter,
+            metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
+            jobs=JobSystem.open(settings),
+        )
+
+    def close(self) -> None:
+        if self.jobs:
+            self.jobs.close()   # first: a running job stops before the store it writes to closes
+        self.store.close()
+        self.registry.close()
+        if self.cache:
+            self.cache.close()
+        if self.redis:
+            self.redis.close()
+        self.tracing.shutdown()

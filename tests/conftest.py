@@ -1,0 +1,116 @@
+"""Shared fixtures: real models, real datasets, real stores, a real HTTP server.
+
+Datasets are read from ``$FATHOM_DATA_DIR`` (default ``../shared/data``);
+tests that need one skip with a clear message when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from retrieval.settings import Settings, get_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def data_dir(base_settings: Settings) -> Path:
+    path = base_settings.data_dir
+    if not path.exists():
+        pytest.skip(f"datasets not found at {path} (set FATHOM_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_dir(data_dir: Path) -> Path:
+    path = data_dir / "scifact"
+    if not path.exists():
+        pytest.skip(f"scifact not found under {data_dir}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared_models(base_settings: Settings) -> dict[str, dict[str, Any]]:
+    """Manifests of the prepared embedders, by model name.
+
+    Preparing is slow the first time (minutes) and a no-op afterwards (the cache
+    in settings.model_dir), so this is session-scoped.
+    """
+    from retrieval.models.prepare import prepare_all
+
+    return prepare_all(base_settings)
+
+
+@pytest.fixture(scope="session")
+def models_ready(prepared_models: dict[str, dict[str, Any]], base_settings: Settings) -> Settings:
+    return base_settings
+
+
+@pytest.fixture(scope="session")
+def docs_fixtures(data_dir: Path):  # type: ignore[no-untyped-def]
+    """Parse each of the 81 fixture documents at most once per session (some take a minute).
+
+    Returns a function name -> ParsedDocument, raising the file's IngestError.
+    """
+    from functools import lru_cache
+
+    from ingest.document import IngestError
+    from ingest.parse import parse_file
+
+    root = data_dir / "docs"
+    if not root.exists():
+        pytest.skip(f"fixture documents not found at {root}")
+
+    @lru_cache(maxsize=None)
+    def outcome(name: str) -> object:
+        try:
+            return parse_file(root / name)
+        except IngestError as exc:
+            return exc
+
+    def parse(name: str):  # type: ignore[no-untyped-def]
+        result = outcome(name)
+        if isinstance(result, IngestError):
+            raise result
+        return result
+
+    parse.root = root  # type: ignore[attr-defined]
+    return parse
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A private redis-server on a free port for the session (tests never touch a shared one)."""
+    from tests.ops_support import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_state(tmp_path_factory: pytest.TempPathFactory, base_settings: Settings, models_ready: Settings) -> Path:
+    """A state folder with the bundled sample corpus ingested into tenants ``alpha`` and ``beta``, built once.
+
+    Serving tests open runtimes on copies (tests.ops_support.open_seeded_runtime) instead of re-ingesting.
+    """
+    from service.cli import SAMPLE_CORPUS, ingest_paths
+    from service.runtime import Runtime
+
+    state = tmp_path_factory.mktemp("sample-state")
+    rt = Runtime.open(base_settings.model_copy(update={"state_dir": state, "registry_url": None, "redis_url": None}))
+    try:
+        for tenant in ("alpha", "beta"):
+            ingest_paths(rt, tenant, [SAMPLE_CORPUS], {"corpus": "sample"}, quiet=True)
+    finally:
+        rt.close()
+    return state
