@@ -46,7 +46,7 @@ class RerankConfig:
     depth: int = 50
     max_length: int = 256
     budget_ms: float = 250.0
-    adaptive: bool = True
+    adaptive: bool = False
     adaptive_margin: float = 0.10      # dense-cosine lead that makes fusion's top-1 decisive (retrieval/rerank/adaptive.py)
     confident_depth: int = 0           # depth reranked when decisive; 0 skips
 

@@ -77,7 +77,8 @@ class RerankSettings(BaseModel):
     mpnet_weight: float = Field(0.5, ge=0, le=1, description="Blend of mpnet cosine vs first-stage cosine")
     # sigmoid(a * score + b) of the mpnet rescoring score; fitted like GuardSettings.dense_calibration.
     mpnet_calibration: tuple[float, float] = (31.39, -13.39)
-    adaptive: bool = Field(True, description="Skip/shorten reranking when fusion is already confident")
+    adaptive: bool = Field(False, description="Skip/shorten reranking when fusion is already confident (opt-in: "
+                                               "measure the margin with `fathom bench rerank-curve --adaptive`)")
     adaptive_margin: float = Field(0.10, description="Dense-cosine lead of the fused top-1 over the next document "
                                                       "that counts as confident (adaptive depth)")
     confident_depth: int = Field(0, ge=0, description="Depth reranked when fusion is confident; 0 skips reranking")
