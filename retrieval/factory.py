@@ -55,7 +55,8 @@ def build_reranker(settings: Settings, models: Models) -> Reranker | None:
         if models.rerank is None:
             raise ValueError("the mpnet reranker needs the mpnet model loaded")
         return BiEncoderRescorer(models.rerank, weight=settings.rerank.mpnet_weight,
-                                 calibration=Logistic(*settings.rerank.mpnet_calibration))
+                                 calibration=(Logistic(*settings.rerank.mpnet_calibration)
+                                              if settings.rerank.mpnet_calibration else None))
     from retrieval.rerank.cross_encoder import CrossEncoderReranker
 
     k = settings.rerank

@@ -35,7 +35,7 @@ class QueryEmbedder:
 
 @dataclass(frozen=True, slots=True)
 class FirstStageConfig:
-    fusion: str = "rrf"
+    fusion: str = "dbsf"
     rrf_k: int = 2
     prefetch_limit: int = 200
     hnsw_ef: int | None = 128
@@ -214,7 +214,9 @@ class RetrievalPipeline:
 
     def _confidence(self, c: Candidate, q_terms: set[str]) -> float:
         if c.rerank_score is not None and self.reranker is not None:
-            return self.reranker.confidence(c.rerank_score)
+            calibrated = self.reranker.confidence(c.rerank_score)
+            if calibrated is not None:
+                return calibrated
         if c.dense_cos is not None:
             return self._dense_calibration(c.dense_cos)
         # BM25 only (by request or because the embedder failed): lexical overlap is all we know.
@@ -263,7 +265,7 @@ class RetrievalPipeline:
                 timer: _Timer, version: int | None, t_start: float, on_stage: StageHook | None) -> RetrievalResult:
         with timer.stage("guard"):
             top = cands[: q.top_k]
-            q_terms = set(tokenize(q.text)) if any(c.dense_cos is None and c.rerank_score is None for c in top) else set()
+            q_terms = set(tokenize(q.text)) if any(c.dense_cos is None for c in top) else set()
             for c in top:
                 c.confidence = self._confidence(c, q_terms)
             decision = decide(top, q.policy, reasons)

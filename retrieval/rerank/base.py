@@ -59,6 +59,6 @@ class Reranker(Protocol):
         """One score per candidate, higher is better; may raise RerankTimeout."""
         ...
 
-    def confidence(self, score: float) -> float:
-        """This reranker's score mapped to a probability-like value in [0, 1]."""
+    def confidence(self, score: float) -> float | None:
+        """This reranker's score mapped to a probability in [0, 1]; None if it has no fitted calibration."""
         ...

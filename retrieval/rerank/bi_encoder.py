@@ -24,7 +24,7 @@ class BiEncoderRescorer:
     name = "mpnet-rescore"
     needs_vectors = (RERANK,)
 
-    def __init__(self, embedder: OnnxEmbedder, *, weight: float = 0.5, calibration: Logistic = Logistic(31.39, -13.39)):
+    def __init__(self, embedder: OnnxEmbedder, *, weight: float = 0.5, calibration: Logistic | None = None):
         self.embedder = embedder
         self.weight = weight
         self.calibration = calibration
@@ -46,5 +46,6 @@ class BiEncoderRescorer:
             out.append(float(self.weight * m + (1.0 - self.weight) * d))
         return out
 
-    def confidence(self, score: float) -> float:
-        return self.calibration(score)
+    def confidence(self, score: float) -> float | None:
+        """None while uncalibrated: the pipeline then judges the chunk by its calibrated dense cosine."""
+        return self.calibration(score) if self.calibration is not None else None
