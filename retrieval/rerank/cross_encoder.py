@@ -63,6 +63,7 @@ class ServingConfig:
     blend_weight: float = 0.0
     calibration_a: float = 1.0
     calibration_b: float = 0.0
+    calibrated: bool = False          # the card holds a fitted calibration (not the raw-sigmoid fallback)
 
     @classmethod
     def read(cls, model_dir: Path) -> "ServingConfig":
@@ -70,8 +71,12 @@ class ServingConfig:
         card = Path(model_dir) / MODEL_CARD
         if not card.is_file():
             return cls()
-        serving = json.loads(card.read_text(encoding="utf-8")).get("serving", {})
-        return cls(**{k: float(v) for k, v in serving.items() if k in cls.__dataclass_fields__})
+        data = json.loads(card.read_text(encoding="utf-8"))
+        serving = data.get("serving", {})
+        method = str(data.get("calibration", {}).get("method", ""))
+        fitted = "calibration_a" in serving and not method.startswith("raw sigmoid")
+        return cls(**{k: float(v) for k, v in serving.items() if k in ("blend_weight", "calibration_a", "calibration_b")},
+                   calibrated=fitted)
 
     @property
     def calibration(self) -> Logistic:
@@ -120,7 +125,8 @@ class CrossEncoderReranker:
             timer.cancel()
         return [float(s) for s in self.serving.blend(logits, [c.fused_score for c in candidates])]
 
-    def confidence(self, score: float) -> float:
-        """Calibrated P(answerable) when the model card says how; else the plain logistic of the logit
-        (cross-encoders are trained with a sigmoid/BCE head)."""
-        return self.serving.calibration(score)
+    def confidence(self, score: float) -> float | None:
+        """Calibrated P(answerable) when the model card holds a fitted calibration. Otherwise None, and the
+        guard judges the chunk by its calibrated dense cosine: an unfitted mapping of a blended logit can
+        score off-topic queries as high as answerable ones (seen on a 2-layer model: 0.998 for both)."""
+        return self.serving.calibration(score) if self.serving.calibrated else None

@@ -123,7 +123,8 @@ def finish(out_dir: Path, data: TrainingData, cfg: TrainConfig, stats: TrainStat
     if fitted.a <= 0:
         # Higher scores for off-topic queries than for answerable ones: no usable calibration (an undertrained model).
         fitted, calibration_rule = Logistic(1.0, 0.0), "raw sigmoid: the fit had a non-positive slope"
-    serving = ServingConfig(blend_weight=weight, calibration_a=round(fitted.a, 4), calibration_b=round(fitted.b, 4))
+    serving = ServingConfig(blend_weight=weight, calibration_a=round(fitted.a, 4), calibration_b=round(fitted.b, 4),
+                            calibrated=not calibration_rule.startswith("raw sigmoid"))
     validation = {
         "queries": len(served.lists),
         "labelled": data.labelled,
