@@ -71,12 +71,9 @@ class ServingConfig:
         card = Path(model_dir) / MODEL_CARD
         if not card.is_file():
             return cls()
-        data = json.loads(card.read_text(encoding="utf-8"))
-        serving = data.get("serving", {})
-        method = str(data.get("calibration", {}).get("method", ""))
-        fitted = "calibration_a" in serving and not method.startswith("raw sigmoid")
+        serving = json.loads(card.read_text(encoding="utf-8")).get("serving", {})
         return cls(**{k: float(v) for k, v in serving.items() if k in ("blend_weight", "calibration_a", "calibration_b")},
-                   calibrated=fitted)
+                   calibrated=bool(serving.get("calibrated", False)))
 
     @property
     def calibration(self) -> Logistic:

@@ -118,13 +118,16 @@ def finish(out_dir: Path, data: TrainingData, cfg: TrainConfig, stats: TrainStat
     on_topic = served.best_scores(blended)
     off_topic = ScoredLists.score(onnx_scorer(served_encoder, cfg.max_length), data.offtopic,
                                   judged=False).best_scores(blended)
-    fitted = fit_answerable(on_topic, off_topic) if on_topic.size and off_topic.size else Logistic(1.0, 0.0)
+    fit = fit_answerable(on_topic, off_topic) if on_topic.size and off_topic.size else None
     calibration_rule = "P(answerable | best served score), classes balanced: validation queries vs off-topic queries"
-    if fitted.a <= 0:
-        # Higher scores for off-topic queries than for answerable ones: no usable calibration (an undertrained model).
-        fitted, calibration_rule = Logistic(1.0, 0.0), "raw sigmoid: the fit had a non-positive slope"
+    # No fit, or higher scores for off-topic queries than for answerable ones (an undertrained model): the card
+    # records the raw sigmoid for reference and serving falls back to the guard's dense calibration.
+    calibrated = fit is not None and fit.a > 0
+    fitted = fit if calibrated else Logistic(1.0, 0.0)
+    if not calibrated:
+        calibration_rule = "raw sigmoid: no usable fit (no lists to fit on, or a non-positive slope)"
     serving = ServingConfig(blend_weight=weight, calibration_a=round(fitted.a, 4), calibration_b=round(fitted.b, 4),
-                            calibrated=not calibration_rule.startswith("raw sigmoid"))
+                            calibrated=calibrated)
     validation = {
         "queries": len(served.lists),
         "labelled": data.labelled,
