@@ -35,7 +35,12 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-deps -c constraints.txt unstructured-inference==1.6.14 \
  && /opt/venv/bin/python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') else 0)"
 COPY --from=builder /opt/fathom/models /opt/fathom/models
+# The only writable paths at run time (the root filesystem can be read-only): state and temp files.
+RUN mkdir -p /var/lib/fathom && chown 10001 /var/lib/fathom
+VOLUME ["/var/lib/fathom", "/tmp"]
 USER 10001
 EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 ENTRYPOINT ["fathom"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -22,6 +22,7 @@ class ReasonCode(StrEnum):
     ENCODING = "undecodable_text"                  # text file whose encoding could not be determined
     PARSER_ERROR = "parser_error"                  # any other parser failure (message says what)
     TOO_LARGE = "too_large"
+    DECOMPRESSION_BOMB = "decompression_bomb"      # a zip-based file that would inflate past the configured limits
 
 
 class IngestError(Exception):

@@ -25,6 +25,13 @@ from retrieval.store.base import ChunkPoint, IndexLayout
 _NS = uuid.UUID("6f1c1d3e-5b1a-4c52-9a53-7d1f0b7c2a10")
 
 
+class LayoutMismatch(ValueError):
+    """A write cannot fit the index version it goes to (its layout asks for vectors this process cannot make).
+
+    A deployment problem, not bad input: the API answers 409 ``index_layout_mismatch`` with this message.
+    """
+
+
 @dataclass(slots=True)
 class DocumentChunks:
     """One document's chunks plus the document-level payload every chunk inherits."""
@@ -97,7 +104,8 @@ class Indexer:
         rerank = None
         if layout.rerank_dim:
             if self.rerank is None:
-                raise ValueError("this index stores rerank vectors but no rerank embedder was given")
+                raise LayoutMismatch("this tenant's index stores mpnet (rerank) vectors, but this process does not load "
+                                     "mpnet: set FATHOM_INGEST__EMBED_MPNET=true, or reindex the tenant without them")
             t0 = time.perf_counter()
             rerank = self._embed(self.rerank, self._rerank_id or "", texts)
             self.seconds["rerank"] += time.perf_counter() - t0

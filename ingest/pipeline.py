@@ -30,7 +30,7 @@ from ingest.chunking import ChunkerSpec, FixedSizeChunker, SemanticChunker
 from ingest.document import Element, IngestError, ParsedDocument, ReasonCode
 from ingest.indexer import DocumentChunks, Indexer
 from ingest.pii import PiiScanner, redacted_kinds
-from ingest.registry import DocumentRecord, Registry
+from ingest.registry import DocumentRecord, PendingWrite, Registry
 from retrieval.bm25 import Bm25Params
 from retrieval.store.base import IndexLayout, IndexRef, VectorStore
 from retrieval.tenancy import Tenant
@@ -271,16 +271,22 @@ class IngestPipeline:
             report.seconds["embed"] += time.perf_counter() - t0
             report.seconds["embed_rerank"] += self.indexer.seconds["rerank"] - rerank_s
             t0 = time.perf_counter()
+            # Intent first: if this process dies between the index write and the registry rows below, the next
+            # owner of the store removes the chunks nobody recorded (recover_interrupted_writes).
+            self.registry.begin_writes(tenant, ref.version, [(dc.document_id, dc.doc_version) for dc in docs])
             self.store.upsert(ref, points)
             for item, parsed, digest, dc in prepared:
-                self.store.delete_document(ref, dc.document_id, keep_version=dc.doc_version)
+                # Record, then drop the old version: a crash between the two leaves both versions' chunks and the
+                # new record, and recovery keeps the recorded one; the other order could lose both.
                 self.registry.upsert(DocumentRecord(
                     tenant=tenant.id, document_id=dc.document_id, doc_version=dc.doc_version, status="ok",
                     content_hash=digest, source_name=parsed.source_name, source_uri=item.source_uri,
                     filetype=parsed.filetype, language=parsed.language, title=parsed.title or item.title,
                     chunk_count=len(dc.chunks), size_bytes=len(parsed.text), tags=dc.doc_payload["tags"],
                     doc_meta=parsed.metadata), parsed.elements)
+                self.store.delete_document(ref, dc.document_id, keep_version=dc.doc_version)
                 report.outcomes.append(DocumentOutcome(dc.document_id, "ok", chunks=len(dc.chunks), doc_version=dc.doc_version))
+            self.registry.end_writes(tenant, ref.version, [dc.document_id for dc in docs])
             report.seconds["write"] += time.perf_counter() - t0
             report.chunks_written += len(points)
             report.index_version = ref.version
@@ -289,13 +295,28 @@ class IngestPipeline:
         """The index to write to; the tenant's first write creates v1 with BM25 stats from this batch."""
         if target_version is not None:
             return IndexRef(tenant, target_version)
+        return self.ensure_index(tenant, self.indexer.average_length(docs))[0]
+
+    def ensure_index(self, tenant: Tenant, avgdl: float | None = None) -> tuple[IndexRef, bool]:
+        """The tenant's live version, creating and activating the first one if there is none; ``(ref, created)``.
+
+        The single place a tenant's first index is made: a first ingest calls it
+        (BM25 ``avgdl`` from its batch), and so does ``fathom store init`` (the
+        Helm bootstrap job) with the default ``avgdl`` - a reindex recomputes it.
+        Safe to race: a concurrent creator's version is taken as it is.
+        """
         live = self.store.live_version(tenant)
         if live is not None:
-            return IndexRef(tenant, live)
+            return IndexRef(tenant, live), False
         ref = IndexRef(tenant, max(self.store.versions(tenant), default=0) + 1)
-        self.store.create_index(ref, self.new_layout(self.indexer.average_length(docs)))
+        try:
+            self.store.create_index(ref, self.new_layout(avgdl or 100.0))
+        except FileExistsError:
+            live = self.store.live_version(tenant)
+            if live is not None:
+                return IndexRef(tenant, live), False
         self.store.activate(ref)
-        return ref
+        return ref, True
 
     def _doc_payload(self, parsed: ParsedDocument, source_uri: str | None, title: str | None, digest: str | None,
                      tags: dict[str, str], pii_found: set[str]) -> dict[str, Any]:
@@ -373,6 +394,37 @@ class IngestPipeline:
             error=message[:2000], source_name=item.filename or (item.path.name if item.path else None),
             source_uri=item.source_uri, tags={}), None)
         report.outcomes.append(DocumentOutcome(item.document_id, "failed", reason, message))
+
+    # --- crash recovery ------------------------------------------------------------------
+    def recover_interrupted_writes(self) -> list[PendingWrite]:
+        """Undo index writes of batches whose process died before recording them in the registry.
+
+        A batch writes its chunks first, then per document records it and drops
+        its previous version, so a SIGKILL in between leaves chunks of document
+        versions nobody was told about (visible to queries), or an old version
+        next to the recorded new one. For each write still pending, the chunks
+        of any version but the recorded one are removed from that index version
+        (all of them if the document was never recorded); a resent batch then
+        writes them again. Call it only in the process that owns the store,
+        before it writes (with several writer processes, another one's pending
+        write may be alive).
+        """
+        undone = []
+        for p in self.registry.pending():
+            tenant = Tenant(p.tenant)
+            with self.tenant_lock(tenant):
+                if p.index_version in self.store.versions(tenant):
+                    ref = IndexRef(tenant, p.index_version)
+                    rec = self.registry.get(tenant, p.document_id)
+                    if rec is None or rec.status != "ok":
+                        self.store.delete_document(ref, p.document_id)
+                        undone.append(p)
+                    else:   # keep only the recorded version: drops an unrecorded new one, or a not yet dropped old one
+                        self.store.delete_document(ref, p.document_id, keep_version=rec.doc_version)
+                        if rec.doc_version != p.doc_version:
+                            undone.append(p)
+                self.registry.end_writes(tenant, p.index_version, [p.document_id])
+        return undone
 
     # --- deletion ---------------------------------------------------------------------
     def delete(self, tenant: Tenant, document_id: str) -> bool:

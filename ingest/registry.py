@@ -77,6 +77,27 @@ retired_versions = sa.Table(
 )
 
 
+# Index writes in flight: recorded (one transaction) before a batch's chunks are written to the index, cleared after
+# its documents are recorded above. A row left behind means the writing process died in between: its index version
+# may hold chunks of a document version the registry never recorded (``IngestPipeline.recover_interrupted_writes``).
+pending_writes = sa.Table(
+    "pending_writes", metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("document_id", sa.String(512), primary_key=True),
+    sa.Column("index_version", sa.Integer, primary_key=True),
+    sa.Column("doc_version", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    tenant: str
+    document_id: str
+    index_version: int
+    doc_version: int
+
+
 @dataclass(slots=True)
 class DocumentRecord:
     tenant: str
@@ -255,6 +276,37 @@ class Registry:
         with self.engine.begin() as c:
             c.execute(retired_versions.delete().where(retired_versions.c.tenant == tenant.id,
                                                       retired_versions.c.version == version))
+
+    # --- index writes in flight (crash recovery) ------------------------------------------------
+    def begin_writes(self, tenant: Tenant, index_version: int, documents: list[tuple[str, int]]) -> None:
+        """Record that chunks of these (document id, doc version) are about to be written into ``index_version``."""
+        if not documents:
+            return
+        now = _now()
+        with self.engine.begin() as c:
+            for i in range(0, len(documents), 200):
+                part = documents[i:i + 200]
+                c.execute(pending_writes.delete().where(
+                    pending_writes.c.tenant == tenant.id, pending_writes.c.index_version == index_version,
+                    pending_writes.c.document_id.in_([d for d, _ in part])))
+                c.execute(pending_writes.insert(), [
+                    {"tenant": tenant.id, "document_id": d, "index_version": index_version, "doc_version": v,
+                     "started_at": now} for d, v in part])
+
+    def end_writes(self, tenant: Tenant, index_version: int, document_ids: list[str]) -> None:
+        """The writes are recorded (or undone): forget them."""
+        with self.engine.begin() as c:
+            for i in range(0, len(document_ids), 200):
+                c.execute(pending_writes.delete().where(
+                    pending_writes.c.tenant == tenant.id, pending_writes.c.index_version == index_version,
+                    pending_writes.c.document_id.in_(document_ids[i:i + 200])))
+
+    def pending(self) -> list[PendingWrite]:
+        """Writes begun and never ended, every tenant (left by a process that died mid-batch)."""
+        q = sa.select(pending_writes.c.tenant, pending_writes.c.document_id, pending_writes.c.index_version,
+                      pending_writes.c.doc_version).order_by(pending_writes.c.tenant, pending_writes.c.document_id)
+        with self.engine.connect() as c:
+            return [PendingWrite(r[0], r[1], int(r[2]), int(r[3])) for r in c.execute(q)]
 
     def iter_ok(self, tenant: Tenant, batch: int = 200) -> Iterator[tuple[DocumentRecord, list[Element]]]:
         """Every ingested document with its elements: the source a reindex rebuilds from."""

@@ -30,12 +30,16 @@ class Models:
 def open_store(settings: Settings) -> VectorStore:
     s = settings.store
     if s.backend == "server":
-        from retrieval.store.server import ServerStore
+        from retrieval.store.server import ClusterOptions, ServerStore
 
         if not s.url:
             raise ValueError("FATHOM_STORE__URL is required with FATHOM_STORE__BACKEND=server")
+        cluster = ClusterOptions(shard_number=s.shard_number, replication_factor=s.replication_factor,
+                                 write_consistency_factor=s.write_consistency_factor,
+                                 read_consistency=s.read_consistency, write_ordering=s.write_ordering,
+                                 retries=s.retries, backoff_s=s.retry_backoff_s)
         return ServerStore.from_url(s.url, api_key=s.api_key, timeout_s=s.timeout_s, prefix=s.collection_prefix,
-                                    hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct)
+                                    hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct, cluster=cluster)
     from retrieval.store.edge import EdgeStore
 
     return EdgeStore(Path(settings.state_path) / "edge", hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct)

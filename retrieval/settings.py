@@ -53,6 +53,16 @@ class StoreSettings(BaseModel):
     hnsw_ef_construct: int = 200
     hnsw_ef: int = 256
     timeout_s: float = 5.0
+    # Server backend on a cluster (ignored by the embedded engine). Fixed per collection at creation:
+    shard_number: int | None = Field(None, description="Shards per collection (server default: one per node)")
+    replication_factor: int | None = Field(None, description="Copies of each shard; 2+ survives a node loss")
+    write_consistency_factor: int | None = Field(None, description="Replicas that must acknowledge a write")
+    # Per request:
+    read_consistency: str | None = Field(None, pattern=r"^(majority|quorum|all|[1-9][0-9]*)$",
+                                         description="majority | quorum | all | <replica count>")
+    write_ordering: Literal["weak", "medium", "strong"] | None = None
+    retries: int = Field(3, ge=0, description="Retries of a transient failure (transport, timeout, 5xx, 429)")
+    retry_backoff_s: float = Field(0.1, gt=0, description="First retry delay; doubles per retry, capped at 2 s")
 
 
 class RetrievalSettings(BaseModel):
@@ -114,6 +124,14 @@ class IngestSettings(BaseModel):
     max_document_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Per-file limit of POST /v1/documents; "
                                                                           "a larger file fails alone (too_large)")
     max_batch_documents: int = Field(100, ge=1, description="Documents per POST /v1/documents request")
+    # Zip-based formats (DOCX, XLSX, PPTX, ODT, EPUB) are checked from the zip's central directory before any
+    # parser inflates them: a 300 KB upload can hold gigabytes of zeros (a "zip bomb").
+    max_archive_uncompressed_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Most a zip-based document may inflate to (all members together); "
+                                             "over it the document fails (decompression_bomb)")
+    max_archive_ratio: float = Field(
+        200.0, gt=1, description="Most a zip member over 1 MiB may inflate relative to its compressed size "
+                                 "(text XML reaches ~10-50x; bombs ~1000x)")
 
 
 class ServiceSettings(BaseModel):

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 
 from retrieval.settings import Settings, get_settings
 from service import problems
-from service.api import admin, documents, health, metrics, retrieve
+from service.api import admin, documents, health, metrics, openapi, retrieve
 from service.limits import BodyLimit
 from service.observability.middleware import RequestTelemetry
 from service.runtime import Runtime
@@ -53,8 +53,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return response
 
     app.include_router(health.router)
-    app.include_router(retrieve.router)
+    # Every authenticated route can answer these problems (auth, malformed or invalid bodies, rate limits).
+    authed = problems.responses(400, 401, 403, 422, 429)
+    app.include_router(retrieve.router, responses=authed)
     app.include_router(metrics.router)
-    app.include_router(documents.router)
-    app.include_router(admin.router)
+    app.include_router(documents.router, responses=authed)
+    app.include_router(admin.router, responses=authed)
+    openapi.install(app)      # errors documented as application/problem+json
     return app

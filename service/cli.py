@@ -8,6 +8,7 @@
     fathom reindex --tenant T        rebuild a tenant's index as a new version, gated, then swap
     fathom rollback --tenant T       make the previous index version live again
     fathom worker                    consume reindex jobs from Redis (server store backend)
+    fathom store init [--tenant T]   create each tenant's collection, indexes and alias (idempotent; Helm hook)
     fathom bench quality --dataset PATH [--json OUT] [--rerankers NAME,...]
     fathom bench rerank-curve        nDCG@10 and rerank P95 over depth x max length x rerankers
     fathom bench load|scale|hnsw     P50/P95/P99 over HTTP, scale to 1M chunks, HNSW recall (service/perf_commands.py)
@@ -28,6 +29,7 @@ from retrieval.settings import Settings, get_settings
 from service.jobs.commands import add_job_commands
 from service.perf_commands import add_perf_commands
 from service.reranker_commands import add_rerank_curve_command, add_reranker_commands
+from service.store_commands import add_store_commands
 
 SAMPLE_CORPUS = Path(__file__).parent / "sample_corpus"
 DEMO_TENANT = "demo"
@@ -283,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_job_commands(sub)
     add_reranker_commands(sub)
+    add_store_commands(sub)
     return p
 
 

@@ -62,7 +62,7 @@ class Runtime:
         registry = Registry(settings.registry)
         cache = EmbeddingCache(settings.state_path / "embeddings.sqlite")
         serving = build_serving(settings)
-        return cls(
+        rt = cls(
             settings=settings, store=store, models=models,
             pipeline=build_pipeline(settings, store, models),
             registry=registry,
@@ -75,6 +75,36 @@ class Runtime:
             metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
             jobs=JobSystem.open(settings),
         )
+        if settings.store.backend == "edge":
+            rt.recover_interrupted_writes()
+        return rt
+
+    def recover_interrupted_writes(self) -> None:
+        """Undo the unrecorded part of ingest batches a killed process left in the embedded store.
+
+        Only while no other process owns the store (its writes in flight are
+        not interrupted); the API server, ``fathom ingest`` and ``fathom demo``
+        open their runtime before anything else claims it, so they recover.
+        """
+        from retrieval.tenancy import Tenant
+        from service.jobs.ownership import StoreOwned, StoreOwnership
+
+        try:
+            claim = StoreOwnership.claim(self.settings.state_path)
+        except StoreOwned:
+            return
+        try:
+            undone = self.ingest.recover_interrupted_writes()
+        except Exception:   # e.g. a shard held by a process that does not claim the store: retried at the next start
+            log.exception("could not undo interrupted ingest writes; the next process to own the store will retry")
+            return
+        finally:
+            claim.release()
+        for tenant in sorted({p.tenant for p in undone}):
+            self.generations.bump(Tenant(tenant))    # answers cached before the crash may hold those chunks
+        if undone:
+            log.warning("removed the chunks of %d document version(s) an interrupted ingest wrote but never recorded: %s",
+                        len(undone), ", ".join(f"{p.tenant}/{p.document_id}@v{p.doc_version}" for p in undone[:20]))
 
     def close(self) -> None:
         if self.jobs:

@@ -43,6 +43,12 @@ class TenantDirectory:
             self._data = json.loads(self._path.read_text())
             self._mtime = mtime
 
+    def configured(self) -> list[Tenant]:
+        """The tenants named in the tenants file (``fathom store init`` pre-creates their indexes)."""
+        with self._lock:
+            self._reload()
+            return [Tenant(t) for t in sorted(self._data)]
+
     def get(self, tenant: Tenant) -> TenantConfig:
         with self._lock:
             self._reload()

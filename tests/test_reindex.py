@@ -322,7 +322,7 @@ def test_server_backend_builds_a_collection_and_swaps_the_alias(tmp_path, base_s
             job = wait_job(c, admin, c.post("/v1/admin/reindex", json={"chunker": "fixed"}, headers=admin).json()["id"])
             assert job["status"] == "succeeded", job
             aliases = {a.alias_name: a.collection_name for a in server.store.client.get_aliases().aliases}
-            assert aliases == {"fathom__rb": "fathom__rb__v2"} and server.store.versions(tenant) == [1, 2]
+            assert aliases == {"fathom__rb__live": "fathom__rb__v2"} and server.store.versions(tenant) == [1, 2]
             assert retrieve(c, keys, "rb", QUERIES[0])["index_version"] == 2
             assert c.post("/v1/admin/rollback", headers=admin).json()["live_version"] == 1
             assert server.store.client.get_aliases().aliases[0].collection_name == "fathom__rb__v1"

@@ -128,6 +128,8 @@ class EdgeStore:
     def layout(self, ref: IndexRef) -> IndexLayout:
         path = self._layout_file(ref)
         if not path.exists():
+            if self._manifest(ref.tenant).get("live") == ref.version:
+                raise StoreUnavailable(f"live index {ref.tenant}/v{ref.version} is missing: {path} not found")
             raise IndexNotFound(f"no index {ref.tenant}/v{ref.version}")
         return IndexLayout.from_json(json.loads(path.read_text()))
 
@@ -179,11 +181,16 @@ class EdgeStore:
             if shard is None:
                 path = self._shard_dir(ref)
                 if not path.exists():
+                    if self._manifest(ref.tenant).get("live") == ref.version:
+                        # The manifest names it live, so it existed: its folder was lost (deleted, unmounted),
+                        # not never written. Saying "empty index" would present data loss as "no documents".
+                        raise StoreUnavailable(f"live index {ref.tenant}/v{ref.version} is missing: {path} not found")
                     raise IndexNotFound(f"no index {ref.tenant}/v{ref.version}")
                 try:
                     shard = qe.EdgeShard.load(str(path))
                 except Exception as exc:  # locked by another process, corrupt, ...
-                    raise StoreUnavailable(f"cannot open shard {path}: {exc}") from exc
+                    # The text before the first ":" is what a client sees (the API keeps it); the path is for logs.
+                    raise StoreUnavailable(f"cannot open shard {ref.tenant}/v{ref.version}: {path}: {exc}") from exc
                 self._shards[key] = shard
             return shard
 
@@ -216,7 +223,11 @@ class EdgeStore:
 
     def delete_document(self, ref: IndexRef, document_id: str, *, keep_version: int | None = None) -> None:
         flt = _filter(document_filter(ref.tenant, document_id, keep_version))
-        self._shard(ref).update(qe.UpdateOperation.delete_points_by_filter(flt))
+        shard = self._shard(ref)
+        try:
+            shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+        except Exception as exc:
+            raise StoreUnavailable(f"delete failed: {exc}") from exc
 
     def optimize(self, ref: IndexRef) -> None:
         shard = self._shard(ref)
@@ -294,6 +305,13 @@ class EdgeStore:
     def size_bytes(self, ref: IndexRef) -> int | None:
         path = self._shard_dir(ref)
         return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) if path.exists() else None
+
+    def describe(self, ref: IndexRef) -> dict[str, Any]:
+        layout = self.layout(ref)
+        return {"backend": "edge", "shard_dir": str(self._shard_dir(ref)), "live": self.live_version(ref.tenant) == ref.version,
+                "vectors": {DENSE: {"size": layout.dense_dim, "distance": "Cosine"},
+                            **({RERANK: {"size": layout.rerank_dim, "distance": "Cosine"}} if layout.rerank_dim else {})},
+                "sparse": {SPARSE: {"modifier": "idf"}}, "shard_number": 1, "replication_factor": 1}
 
     def ping(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK):

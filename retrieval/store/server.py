@@ -1,10 +1,20 @@
 """Server store: a Qdrant cluster (>= 1.19) through qdrant-client.
 
 Layout: collection ``<prefix>__<tenant>__v<N>`` per index version and alias
-``<prefix>__<tenant>`` pointing at the live one; activation is one atomic
+``<prefix>__<tenant>__live`` pointing at the live one (tenant ids may hold
+``__``, so names are read back from the right, and an alias, ending in
+``__live``, can never be another tenant's collection, ending in ``__v<N>``); activation is one atomic
 alias swap (delete + create in a single request). Every query still carries
 the ``tenant_id`` filter, and the sparse leg sends it as its IDF corpus
 (``params.idf.corpus``, Qdrant 1.19+) so IDF is computed over the tenant only.
+
+Cluster settings (:class:`ClusterOptions`): shard number, replication factor
+and write consistency factor are fixed when a version's collection is
+created; reads carry a read consistency and writes a write ordering. Transient
+failures (transport errors, timeouts, 5xx, 429) are retried with capped
+exponential backoff and jitter: a rolling restart of one Qdrant node must not
+turn into failed queries. Everything is safe to retry: point ids are
+deterministic, deletes are by filter and the alias swap is one atomic request.
 
 ``QdrantClient(":memory:")`` runs this same code in tests; it is brute force
 and single-process, so it is for small data only.
@@ -12,12 +22,17 @@ and single-process, so it is for small data only.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from retrieval.store.base import (
     DENSE,
@@ -36,6 +51,54 @@ from retrieval.store.filters import Condition, FilterSpec, document_filter, quer
 from retrieval.tenancy import Tenant
 
 _LAYOUT_KEY = "fathom_layout"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How collections are laid out on a Qdrant cluster and how reads/writes are acknowledged.
+
+    ``None`` leaves a value to the server's default. ``read_consistency`` is
+    ``majority``/``quorum``/``all`` or a replica count; ``write_ordering`` is
+    ``weak``/``medium``/``strong`` (``medium`` routes writes through the shard
+    leader when there is one, so a document's delete-old-version follows its
+    upsert on every replica).
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    read_consistency: str | int | None = None
+    write_ordering: str | None = None
+    retries: int = 3
+    backoff_s: float = 0.1
+    backoff_max_s: float = 2.0
+    # No retry starts once a call has taken this long: a hung node must not hold a query for
+    # timeout x (retries + 1); the caller hears StoreUnavailable (503) after one timeout instead.
+    retry_budget_s: float = 3.0
+
+    def read_kw(self) -> dict[str, Any]:
+        c = self.read_consistency
+        if c is None:
+            return {}
+        return {"consistency": int(c) if str(c).isdigit() else qm.ReadConsistencyType(str(c))}
+
+    def write_kw(self) -> dict[str, Any]:
+        return {} if self.write_ordering is None else {"ordering": qm.WriteOrdering(self.write_ordering)}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the request may succeed on another try (transport trouble, overload, a node restarting)."""
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429)
+    if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError)):
+        return True
+    try:
+        import httpx
+
+        return isinstance(exc, httpx.TransportError)
+    except ImportError:   # pragma: no cover - httpx is a qdrant-client dependency
+        return False
 
 
 def _condition(c: Condition) -> qm.FieldCondition:
@@ -53,41 +116,61 @@ class ServerStore:
     """:class:`~retrieval.store.base.VectorStore` on a Qdrant server (or local mode in tests)."""
 
     def __init__(self, client: QdrantClient, *, prefix: str = "fathom", hnsw_m: int = 16, hnsw_ef_construct: int = 100,
-                 replication_factor: int | None = None, shard_number: int | None = None):
+                 cluster: ClusterOptions | None = None):
         self.client = client
         self.prefix = prefix
         self._hnsw = (hnsw_m, hnsw_ef_construct)
-        self._replication = replication_factor
-        self._shards = shard_number
+        self.cluster = cluster or ClusterOptions()
+        self._read = self.cluster.read_kw()
+        self._write = self.cluster.write_kw()
 
     @classmethod
     def from_url(cls, url: str, *, api_key: str | None = None, timeout_s: float = 5.0, **kw: Any) -> "ServerStore":
-        client = QdrantClient(location=":memory:") if url == ":memory:" else QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+        client = (QdrantClient(location=":memory:") if url == ":memory:"
+                  else QdrantClient(url=url, api_key=api_key, timeout=max(1, round(timeout_s))))
         return cls(client, **kw)
 
     # --- names ------------------------------------------------------------------
     def _alias(self, tenant: Tenant) -> str:
-        return f"{self.prefix}__{tenant.id}"
+        return f"{self.prefix}__{tenant.id}__live"
 
     def _collection(self, ref: IndexRef) -> str:
         return f"{self.prefix}__{ref.tenant.id}__v{ref.version}"
 
     def _parse(self, name: str) -> tuple[str, int] | None:
-        parts = name.split("__")
-        if len(parts) == 3 and parts[0] == self.prefix and parts[2].startswith("v") and parts[2][1:].isdigit():
-            return parts[1], int(parts[2][1:])
-        return None
+        """``(tenant, version)`` of one of our collection names, else None (split from the right: see the module doc)."""
+        head = f"{self.prefix}__"
+        if not name.startswith(head) or "__v" not in name:
+            return None
+        tenant, _, version = name[len(head):].rpartition("__v")
+        if not version.isdigit():
+            return None
+        try:
+            return Tenant(tenant).id, int(version)
+        except ValueError:
+            return None
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Map transport failures to StoreUnavailable, keep 'not found' distinct."""
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, KeyError) as exc:   # local mode raises these for unknown collections
-            raise IndexNotFound(str(exc)) from exc
-        except Exception as exc:
-            if "not found" in str(exc).lower() or "doesn't exist" in str(exc).lower():
+        """Run one client call: retry transient failures, map the rest to IndexNotFound / StoreUnavailable."""
+        attempt, started = 0, time.monotonic()
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except (ValueError, KeyError) as exc:   # local mode raises these for unknown collections
                 raise IndexNotFound(str(exc)) from exc
-            raise StoreUnavailable(f"qdrant: {exc}") from exc
+            except Exception as exc:
+                if "not found" in str(exc).lower() or "doesn't exist" in str(exc).lower():
+                    raise IndexNotFound(str(exc)) from exc
+                delay = min(self.cluster.backoff_max_s, self.cluster.backoff_s * 2 ** attempt)
+                delay *= 0.5 + random.random() / 2   # jitter: replicas of the API must not retry in lockstep
+                spent = time.monotonic() - started
+                if (attempt >= self.cluster.retries or not is_transient(exc)
+                        or spent + delay > self.cluster.retry_budget_s):
+                    raise StoreUnavailable(f"qdrant: {exc}") from exc
+                attempt += 1
+                log.warning("qdrant %s failed (%s), retry %d/%d in %.2fs", getattr(fn, "__name__", "call"),
+                            type(exc).__name__, attempt, self.cluster.retries, delay)
+                time.sleep(delay)
 
     # --- versions -------------------------------------------------------------------
     def create_index(self, ref: IndexRef, layout: IndexLayout) -> None:
@@ -104,8 +187,9 @@ class ServerStore:
             vectors_config=vectors,
             sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
             hnsw_config=qm.HnswConfigDiff(m=m, ef_construct=ef),
-            replication_factor=self._replication,
-            shard_number=self._shards,
+            replication_factor=self.cluster.replication_factor,
+            shard_number=self.cluster.shard_number,
+            write_consistency_factor=self.cluster.write_consistency_factor,
             metadata={_LAYOUT_KEY: layout.to_json()},
         )
         self._call(self.client.create_payload_index, name, "tenant_id",
@@ -174,11 +258,12 @@ class ServerStore:
             if p.rerank is not None:
                 vec[RERANK] = p.rerank.astype(np.float32).tolist()
             structs.append(qm.PointStruct(id=p.id, vector=vec, payload=p.payload))
-        self._call(self.client.upsert, self._collection(ref), points=structs, wait=True)
+        self._call(self.client.upsert, self._collection(ref), points=structs, wait=True, **self._write)
 
     def delete_document(self, ref: IndexRef, document_id: str, *, keep_version: int | None = None) -> None:
         flt = _filter(document_filter(ref.tenant, document_id, keep_version))
-        self._call(self.client.delete, self._collection(ref), points_selector=qm.FilterSelector(filter=flt), wait=True)
+        self._call(self.client.delete, self._collection(ref), points_selector=qm.FilterSelector(filter=flt), wait=True,
+                   **self._write)
 
     def optimize(self, ref: IndexRef) -> None:
         """The server optimises in the background; nothing to do."""
@@ -208,12 +293,12 @@ class ServerStore:
         if len(legs) == 1:
             leg = legs[0]
             res = self._call(self.client.query_points, target, query=leg.query, using=leg.using, query_filter=flt,
-                             search_params=leg.params, limit=request.limit, with_payload=True)
+                             search_params=leg.params, limit=request.limit, with_payload=True, **self._read)
         else:
             fusion = (qm.RrfQuery(rrf=qm.Rrf(k=request.rrf_k)) if request.fusion == "rrf"
                       else qm.FusionQuery(fusion=qm.Fusion.DBSF))
             res = self._call(self.client.query_points, target, prefetch=legs, query=fusion, query_filter=flt,
-                             limit=request.limit, with_payload=True)
+                             limit=request.limit, with_payload=True, **self._read)
         hits = [self._hit(p.id, p.score, p.payload, p.vector) for p in res.points]
         return tenant_payload_guard(request.tenant, hits)
 
@@ -231,7 +316,7 @@ class ServerStore:
         while True:
             records, offset = self._call(self.client.scroll, self._collection(ref), scroll_filter=_filter(spec),
                                          limit=batch, offset=offset, with_payload=True,
-                                         with_vectors=list(with_vectors) or False)
+                                         with_vectors=list(with_vectors) or False, **self._read)
             for r in records:
                 yield self._hit(r.id, 0.0, r.payload, r.vector)
             if offset is None:
@@ -241,7 +326,7 @@ class ServerStore:
         if not ids or not names:
             return {}
         records = self._call(self.client.retrieve, self._collection(ref), ids=list(ids), with_payload=["tenant_id"],
-                             with_vectors=list(names))
+                             with_vectors=list(names), **self._read)
         return {str(r.id): self._hit(r.id, 0.0, None, r.vector).vectors for r in records
                 if (r.payload or {}).get("tenant_id") == ref.tenant.id}
 
@@ -252,6 +337,23 @@ class ServerStore:
     def size_bytes(self, ref: IndexRef) -> int | None:
         """Not exposed by the server API per collection; reported as unknown."""
         return None
+
+    def describe(self, ref: IndexRef) -> dict[str, Any]:
+        name = self._collection(ref)
+        info = self._call(self.client.get_collection, name)
+        params = info.config.params
+        vectors = params.vectors if isinstance(params.vectors, dict) else {}
+        return {
+            "backend": "server", "collection": name, "alias": self._alias(ref.tenant),
+            "live": self.live_version(ref.tenant) == ref.version,
+            "vectors": {k: {"size": v.size, "distance": str(v.distance.value)} for k, v in vectors.items()},
+            "sparse": {k: {"modifier": None if v.modifier is None else str(v.modifier.value)}
+                       for k, v in (params.sparse_vectors or {}).items()},
+            "shard_number": params.shard_number, "replication_factor": params.replication_factor,
+            "write_consistency_factor": params.write_consistency_factor,
+            # Local mode keeps no payload schema; a server reports each index (tenant_id with is_tenant).
+            "payload_indexes": {k: v.model_dump(exclude_none=True) for k, v in (info.payload_schema or {}).items()},
+        }
 
     def ping(self) -> None:
         try:

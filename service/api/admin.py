@@ -25,7 +25,7 @@ from service.api.admin_schemas import (
     VersionOut,
 )
 from service.api.deps import Caller, admin_caller, admin_or_every_tenant, runtime
-from service.jobs.gate import GoldenQuery, GoldenSetInvalid, GoldenSetManaged
+from service.jobs.gate import GoldenSetInvalid, GoldenSetManaged, parse_golden
 from service.jobs.model import JobsUnavailable
 from service.jobs.reindex import KIND, ReindexOptions, golden_sets
 from service.jobs.system import JobFinished, JobNotFound, JobSystem
@@ -173,7 +173,11 @@ def put_golden_set(body: GoldenSetIn, caller: Annotated[Caller, Depends(admin_ca
     sets = golden_sets(rt)
     if len(body.queries) > sets.max_queries:
         raise Problem(422, "golden_set_invalid", "Golden set too large", f"at most {sets.max_queries} queries")
-    queries = [GoldenQuery(q.query.strip(), tuple(dict.fromkeys(q.expected))) for q in body.queries]
+    try:
+        # The reader's own rules, so an accepted set always loads again (schemathesis found blank queries stored).
+        queries = parse_golden([q.model_dump() for q in body.queries], sets.max_queries)
+    except GoldenSetInvalid as exc:
+        raise Problem(422, "golden_set_invalid", "Invalid golden set", str(exc)) from None
     try:
         sets.save(caller.tenant, queries)
     except GoldenSetManaged as exc:

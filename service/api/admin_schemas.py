@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.jobs.model import JobRecord
 
@@ -117,8 +117,9 @@ class RollbackOut(BaseModel):
 class GoldenQueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(..., min_length=1, max_length=2000)
-    expected: list[str] = Field(..., min_length=1, description="Ids of the documents a good answer must include")
+    query: str = Field(..., min_length=1, max_length=2000, pattern=r"\S")
+    expected: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        ..., min_length=1, description="Ids of the documents a good answer must include")
 
 
 class GoldenSetIn(BaseModel):

@@ -10,8 +10,8 @@ idempotent per document, so a client may simply resend a batch.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -24,7 +24,8 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from ingest.document import ReasonCode
-from ingest.pipeline import IngestItem, IngestReport
+from ingest.indexer import LayoutMismatch
+from ingest.pipeline import IngestItem, IngestReport, validate_tags
 from ingest.registry import DocumentRecord
 from retrieval.store.base import StoreUnavailable
 from service.api.deps import Caller, admin_caller, runtime
@@ -57,12 +58,32 @@ _MULTIPART_SCHEMA = {
 }
 
 
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
 def _bad_id(document_id: str) -> str | None:
+    """Ids are opaque keys, never paths here; but they default to upload file names and callers may turn them
+    into paths (or links), so path traversal shapes are refused rather than stored: ``..``/``.`` segments,
+    absolute paths, backslashes, and control characters (NUL included)."""
     if not 0 < len(document_id) <= 512:
         return "document ids are 1-512 characters"
-    if any(ord(ch) < 32 for ch in document_id):
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in document_id):
         return "document ids cannot contain control characters"
+    if document_id.startswith("/") or "\\" in document_id or _WINDOWS_DRIVE.match(document_id):
+        return "document ids cannot be absolute paths or contain backslashes"
+    if any(part in (".", "..") for part in document_id.split("/")):
+        return "document ids cannot contain '.' or '..' path segments"
     return None
+
+
+def _safe_filename(name: str | None) -> str | None:
+    """The last path component of an uploaded file's name, without control characters: what a client's
+    directories (or a traversal attempt like ``../../etc/passwd``) become in ``source`` metadata. Only its
+    extension is ever used to pick a parser; nothing is written to disk under it."""
+    if not name:
+        return None
+    base = re.split(r"[\\/]", "".join(ch for ch in name if ord(ch) >= 32 and ord(ch) != 127))[-1].strip()
+    return None if base in ("", ".", "..") else base
 
 
 class _Batch:
@@ -114,8 +135,11 @@ async def _from_json(request: Request, batch: _Batch) -> None:
         body = TextDocumentsRequest.model_validate(await request.json())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
-    except ValueError:
-        raise Problem(400, "invalid_json", "The body is not valid JSON") from None
+    except UnicodeDecodeError as exc:
+        raise Problem(400, "invalid_json", "The body is not valid JSON",
+                      f"the body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise Problem(400, "invalid_json", "The body is not valid JSON", str(exc)) from None
     _check_count(len(body.documents), request)
     for d in body.documents:
         batch.add(d.id, len(d.text.encode("utf-8")), lambda d=d: IngestItem(
@@ -139,7 +163,8 @@ async def _from_multipart(request: Request, batch: _Batch, limit: int) -> None:
                 data = await upload.read(batch.max_bytes + 1)   # past the limit, one byte more is enough to know
                 size = upload.size if upload.size is not None else len(data)
                 batch.add(document_id, size, lambda u=upload, d=data, doc_id=document_id: IngestItem(
-                    document_id=doc_id, data=d, filename=u.filename or doc_id, content_type=u.content_type, tags=tags))
+                    document_id=doc_id, data=d, filename=_safe_filename(u.filename) or _safe_filename(doc_id) or "upload",
+                    content_type=u.content_type, tags=tags))
     except MultiPartException as exc:
         raise Problem(400, "invalid_multipart", "The multipart body could not be read", exc.message) from None
 
@@ -153,6 +178,10 @@ def _form_tags(raw: Any) -> dict[str, Any]:
         tags = None
     if not isinstance(tags, dict):
         raise Problem(422, "invalid_tags", "Invalid tags", 'tags must be a JSON object, e.g. {"team": "hr"}')
+    try:
+        validate_tags(tags)      # the same tags go on every file: one bad key is the request's fault, not a file's
+    except ValueError as exc:
+        raise Problem(422, "invalid_tags", "Invalid tags", str(exc)) from None
     return tags
 
 
@@ -167,6 +196,8 @@ def _check_count(n: int, request: Request) -> None:
     "/documents", response_model=IngestResponse,
     summary="Ingest documents (file upload or JSON text)",
     responses={207: {"model": IngestResponse, "description": "Some documents failed; each outcome says why"},
+               409: {"description": "The tenant's index needs vectors this deployment does not make "
+                                   "(problem+json, code index_layout_mismatch): reindex, or load the model"},
                413: {"description": "Too many documents, or the body is too large (problem+json)"},
                415: {"description": "Neither multipart/form-data nor application/json (problem+json)"}},
     openapi_extra={"requestBody": {"required": True, "content": {
@@ -197,6 +228,8 @@ async def ingest_documents(request: Request, caller: Annotated[Caller, Depends(a
     except StoreUnavailable as exc:
         raise Problem(503, "store_unavailable", "The index store is unavailable", str(exc).split(":")[0],
                       headers={"Retry-After": "5"}) from None
+    except LayoutMismatch as exc:
+        raise Problem(409, "index_layout_mismatch", "The tenant's index does not fit this deployment", str(exc)) from None
     outcomes = batch.outcomes(report)
     summary = {s: sum(1 for o in outcomes if o.status == s) for s in ("ok", "unchanged", "failed")}
     body = IngestResponse(documents=outcomes, summary=summary, index_version=rt.store.live_version(caller.tenant))
@@ -210,7 +243,7 @@ def _encode_cursor(document_id: str) -> str:
 def _decode_cursor(cursor: str) -> str:
     try:
         return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:   # binascii.Error, UnicodeDecodeError, and non-ASCII input (found by schemathesis: was a 500)
         raise Problem(422, "invalid_cursor", "Invalid cursor", "pass back next_cursor as it was returned") from None
 
 

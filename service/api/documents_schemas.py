@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ingest.pipeline import validate_tags
 
 TagValue = str | int | float | bool
+# The rules of ingest.pipeline.validate_tags, stated in the OpenAPI schema too.
+TAGS_SCHEMA = {"type": "object", "maxProperties": 32,
+               "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_.-]+$"},
+               "additionalProperties": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "integer"},
+                                                  {"type": "number"}, {"type": "boolean"}]}}
 
 
 class TextDocument(BaseModel):
@@ -16,7 +23,16 @@ class TextDocument(BaseModel):
                     description="Document id, unique per tenant; may contain '/' (e.g. a relative path)")
     text: str = Field(..., min_length=1, description="Plain text; parsed like an uploaded .txt file")
     title: str | None = Field(None, max_length=1000)
-    tags: dict[str, TagValue] = Field(default_factory=dict, description="Filterable as tags.<key> in retrieval")
+    tags: dict[str, TagValue] = Field(default_factory=dict, json_schema_extra=TAGS_SCHEMA,  # type: ignore[arg-type]
+                                      description="Filterable as tags.<key> in retrieval; at most 32, keys of 1-64 "
+                                                  "chars of [a-z0-9_.-], values of at most 256 chars")
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, v: dict[str, TagValue]) -> dict[str, TagValue]:
+        """Malformed tags are a malformed request (422), checked here with the ingest rules, not per document."""
+        validate_tags(v)
+        return v
 
 
 TEXT_EXAMPLE = {"documents": [
@@ -35,7 +51,8 @@ class TextDocumentsRequest(BaseModel):
 class DocumentOutcomeOut(BaseModel):
     id: str
     status: Literal["ok", "unchanged", "failed"]
-    reason: str | None = Field(None, description="Stable reason code when failed, e.g. corrupt, empty_file, too_large")
+    reason: str | None = Field(None, description="Stable reason code when failed, e.g. corrupt, empty_file, too_large, "
+                                                  "decompression_bomb, invalid_document_id")
     error: str | None = Field(None, description="Human-readable detail of the failure")
     chunks: int = 0
     doc_version: int = 0

@@ -20,7 +20,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: the models are missing or the store is down "
+                                                      "(same body, status not_ready)",
+                                       "content": {"application/json": {"schema": {"type": "object"}}}}})
 def readyz(rt: Annotated[Runtime, Depends(runtime)]) -> Any:
     """Ready to serve: models loaded and the store reachable.
 

@@ -28,3 +28,52 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
         return node
 
     return resolve(schema)
+
+
+PROBLEM_JSON = "application/problem+json"
+_PROBLEM_REF = "#/components/schemas/ProblemDetails"
+_FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+
+
+def problems_as_problem_json(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the document say what the service sends for errors: ``application/problem+json`` ProblemDetails.
+
+    FastAPI documents its 422 as ``application/json`` HTTPValidationError and a ``responses=`` model as
+    ``application/json``; every error here is a problem document (service.problems). Error responses
+    declared with a description only get the ProblemDetails schema too, so clients (and schemathesis)
+    can check them. Error responses with another schema (``/v1/retrieve``'s 503 answer) are left alone.
+    """
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                if not str(status).startswith(("4", "5")):
+                    continue
+                content = response.get("content") or {}
+                schema = (content.get("application/json") or {}).get("schema") or {}
+                if not content or schema.get("$ref") in (_PROBLEM_REF, _FASTAPI_VALIDATION_REF):
+                    examples = (content.get("application/json") or {}).get("examples")
+                    body: dict[str, Any] = {"schema": {"$ref": _PROBLEM_REF}}
+                    if examples:
+                        body["examples"] = examples
+                    response["content"] = {PROBLEM_JSON: body}
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    if "ProblemDetails" not in schemas:
+        from service.problems import ProblemDetails
+
+        schemas["ProblemDetails"] = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    if _FASTAPI_VALIDATION_REF not in str(spec.get("paths")):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return spec
+
+
+def install(app: Any) -> None:
+    """Serve the post-processed document at /openapi.json (built once, like FastAPI's own)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems_as_problem_json(build())
+        return app.openapi_schema
+
+    app.openapi = openapi

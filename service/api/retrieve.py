@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from retrieval.guard import GuardPolicy, Reason, Status
+from retrieval.injection import PROMPT_INJECTION
+from retrieval.injection import scan as scan_injection
 from retrieval.pipeline import DeadlineExceeded, RetrievalQuery, RetrievalResult
 from retrieval.rerank.base import Candidate, Deadline
 from retrieval.store.base import MetadataFilter, StoreUnavailable
@@ -34,6 +36,8 @@ _METADATA_KEYS = ("source", "source_uri", "title", "filetype", "language", "sect
 
 def _chunk(c: Candidate, index_version: int | None) -> ChunkOut:
     p = c.hit.payload
+    # Flagged, never dropped: whether injected-looking text is wanted is the calling app's decision.
+    injection = scan_injection(c.hit.text)
     return ChunkOut(
         id=c.hit.id, document_id=c.hit.document_id, text=c.hit.text,
         score=round(c.rerank_score if c.rerank_score is not None else c.fused_score, 6),
@@ -44,16 +48,19 @@ def _chunk(c: Candidate, index_version: int | None) -> ChunkOut:
                               char_end=p.get("char_end"), fused_rank=c.fused_rank, fused_score=round(c.fused_score, 6),
                               dense_cosine=None if c.dense_cos is None else round(c.dense_cos, 4),
                               rerank_score=None if c.rerank_score is None else round(c.rerank_score, 6)),
+        flags=injection.flags,
+        flag_details={PROMPT_INJECTION: list(injection.families)} if injection.flagged else {},
     )
 
 
 def to_response(result: RetrievalResult, request_id: str) -> RetrieveResponse:
+    chunks = [_chunk(c, result.index_version) for c in result.candidates]
     return RetrieveResponse(
         status=result.status.value, reasons=[r.value for r in result.reasons], confidence=round(result.confidence, 4),
-        degraded=result.degraded, reranker=result.reranker,
-        chunks=[_chunk(c, result.index_version) for c in result.candidates],
+        degraded=result.degraded, reranker=result.reranker, chunks=chunks,
         timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},
         index_version=result.index_version, request_id=request_id,
+        flags=sorted({f for c in chunks for f in c.flags}),
     )
 
 
@@ -67,6 +74,7 @@ def unavailable(request_id: str, reason: Reason, detail: str) -> JSONResponse:
 
 @router.post("/retrieve", response_model=RetrieveResponse, responses={
     503: {"model": RetrieveResponse, "description": "A dependency is down: status `unavailable`"},
+    413: {"description": "The body is over limits.retrieve_max_bytes (problem+json `payload_too_large`)"},
     504: {"description": "The request deadline (service.request_timeout_ms) passed before any context was found: "
                          "problem+json `deadline_exceeded`. Past it only before reranking, the answer is `degraded` "
                          "with reason `deadline_exceeded` instead."}})
@@ -111,6 +119,8 @@ def retrieve(body: RetrieveRequest, request: Request, caller: Annotated[Caller, 
                                      response.reasons[-1] if response.reasons else "none").inc()
     ctx.log_fields.update({"retrieve_status": response.status, "reasons": response.reasons, "cache": response.cache,
                            "chunks": len(response.chunks), "index_version": response.index_version})
+    if response.flags:
+        ctx.log_fields["flags"] = response.flags
     return response
 
 

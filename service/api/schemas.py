@@ -50,6 +50,17 @@ class ChunkOut(BaseModel):
     confidence: float = Field(ge=0, le=1)
     metadata: dict[str, object]
     provenance: Provenance
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Content flags; never a reason to drop the chunk, the caller decides. `prompt_injection`: the "
+                    "text contains instruction-like content aimed at an LLM (e.g. 'ignore all previous instructions', "
+                    "fake chat-role tags, requests to reveal secrets, invisible Unicode smuggling). Treat it as "
+                    "untrusted data: drop it, quote it, or alert")
+    flag_details: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per flag, what matched: for `prompt_injection` the pattern families among override_instructions, "
+                    "role_reassignment, jailbreak, system_prompt, chat_role_tags, addressed_to_ai, exfiltration, "
+                    "hidden_unicode")
 
 
 class RetrieveResponse(BaseModel):
@@ -72,6 +83,9 @@ class RetrieveResponse(BaseModel):
     timings_ms: dict[str, float]
     index_version: int | None
     request_id: str
+    flags: list[str] = Field(
+        default_factory=list, description="Union of the chunks' flags (e.g. `prompt_injection` when any chunk is "
+                                          "flagged); empty when no chunk is")
     cache: Literal["hit-exact", "hit-semantic", "miss", "bypassed", "off"] = Field(
         "off", description="Answer cache: hit-exact, hit-semantic (a near-identical earlier question of the same "
                            "tenant and index), miss, bypassed (Redis unreachable: answered without cache) or off")

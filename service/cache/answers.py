@@ -33,7 +33,7 @@ from service.redis_link import RedisBypassed, RedisLink
 Outcome = Literal["hit-exact", "hit-semantic", "miss", "bypassed", "off"]
 
 # Bump when the cached answer format changes, so a rolling deploy never reads the old shape.
-FORMAT = 1
+FORMAT = 2   # 2: chunks and answers carry injection flags
 
 
 @dataclass(frozen=True, slots=True)

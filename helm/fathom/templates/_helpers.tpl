@@ -26,52 +26,48 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.apiKeys.existingSecret | default (printf "%s-api-keys" (include "fathom.fullname" .)) -}}
 {{- end -}}
 
-{{/* Environment shared by the API and the workers: everything points at shared state. */}}
-{{- define "fathom.env" -}}
-- name: FATHOM_STORE__BACKEND
-  value: server
-- name: FATHOM_STORE__URL
-  value: {{ .Values.qdrant.url | quote }}
-- name: FATHOM_STORE__COLLECTION_PREFIX
-  value: {{ .Values.qdrant.collectionPrefix | quote }}
-- name: FATHOM_STORE__TIMEOUT_S
-  value: {{ .Values.qdrant.timeoutSeconds | quote }}
-{{- if .Values.qdrant.apiKeySecret }}
+{{- define "fathom.storeUrl" -}}
+{{- if .Values.store.url -}}{{ .Values.store.url }}
+{{- else if .Values.qdrant.enabled -}}http://{{ .Release.Name }}-qdrant:6333
+{{- else -}}{{ fail "store.url is required when qdrant.enabled=false (the external Qdrant cluster)" }}
+{{- end -}}
+{{- end -}}
+
+{{- define "fathom.settingsConfigMap" -}}{{ include "fathom.fullname" . }}-settings{{- end -}}
+
+{{/* Credentials only, from Secrets; every other setting comes from the settings ConfigMap (envFrom). */}}
+{{- define "fathom.secretEnv" -}}
+{{- if .Values.store.apiKeySecret }}
 - name: FATHOM_STORE__API_KEY
-  valueFrom: {secretKeyRef: {name: {{ .Values.qdrant.apiKeySecret }}, key: api-key}}
+  valueFrom: {secretKeyRef: {name: {{ .Values.store.apiKeySecret }}, key: api-key}}
+{{- else if and .Values.qdrant.enabled .Values.qdrant.apiKey }}
+- name: FATHOM_STORE__API_KEY
+  valueFrom: {secretKeyRef: {name: {{ .Release.Name }}-qdrant-apikey, key: api-key}}
 {{- end }}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.auth.enabled }}
+- name: REDIS_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ .Values.redis.auth.existingSecret | default (printf "%s-redis" .Release.Name) }}, key: {{ .Values.redis.auth.existingSecretPasswordKey | default "redis-password" }}}}
 - name: FATHOM_REDIS_URL
-  valueFrom: {secretKeyRef: {name: {{ required "redis.urlSecret is required" .Values.redis.urlSecret }}, key: url}}
+  value: "redis://:$(REDIS_PASSWORD)@{{ .Release.Name }}-redis-master:6379/0"
+{{- else }}
+- name: FATHOM_REDIS_URL
+  value: "redis://{{ .Release.Name }}-redis-master:6379/0"
+{{- end }}
+{{- else }}
+- name: FATHOM_REDIS_URL
+  valueFrom: {secretKeyRef: {name: {{ required "externalRedis.urlSecret is required when redis.enabled=false" .Values.externalRedis.urlSecret }}, key: url}}
+{{- end }}
 - name: FATHOM_REGISTRY_URL
   valueFrom: {secretKeyRef: {name: {{ required "registry.urlSecret is required" .Values.registry.urlSecret }}, key: url}}
-- name: FATHOM_HOME
-  value: /var/lib/fathom
-- name: FATHOM_MODELS__DIR
-  value: /opt/fathom/models
-- name: FATHOM_MODELS__THREADS
-  value: {{ .Values.api.modelThreads | quote }}
-- name: FATHOM_SERVICE__API_KEYS_FILE
-  value: /etc/fathom/keys/api_keys.json
-- name: FATHOM_SERVICE__TENANTS_FILE
-  value: /etc/fathom/config/tenants.json
-- name: FATHOM_SERVICE__LOG_LEVEL
-  value: {{ .Values.observability.logLevel | quote }}
-- name: FATHOM_OBSERVABILITY__TRACE_EXPORTER
-  value: {{ .Values.observability.otelExporter | quote }}
-{{- if .Values.observability.otlpEndpoint }}
-- name: FATHOM_OBSERVABILITY__OTLP_ENDPOINT
-  value: {{ .Values.observability.otlpEndpoint | quote }}
-{{- end }}
-- name: FATHOM_RERANK__KIND
-  value: {{ .Values.rerank.kind | quote }}
-- name: FATHOM_RERANK__DEPTH
-  value: {{ .Values.rerank.depth | quote }}
-- name: FATHOM_RERANK__BUDGET_MS
-  value: {{ .Values.rerank.budgetMs | quote }}
-{{- range $k, $v := .Values.settings }}
-- name: {{ $k }}
-  value: {{ $v | quote }}
-{{- end }}
+{{- end -}}
+
+{{/* What a Fathom container reads its configuration from: the shared ConfigMap, then the secrets. */}}
+{{- define "fathom.envSources" -}}
+envFrom:
+  - configMapRef: {name: {{ include "fathom.settingsConfigMap" . }}}
+env:
+  {{- include "fathom.secretEnv" . | nindent 2 }}
 {{- end -}}
 
 {{- define "fathom.volumes" -}}
