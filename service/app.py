@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from retrieval.settings import Settings, get_settings
 from service import problems
@@ -38,19 +37,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(title="Fathom", version="0.1.0", lifespan=lifespan,
                   description="Retrieval service: hybrid BM25 + dense search, reranking and empty-context guards.")
     problems.install(app)
-    # Added first = innermost: request_id (below) wraps telemetry, which wraps the body limit, so a 413 is
-    # logged and counted like any other answer.
+    # Added first = innermost: telemetry (which also sets X-Request-ID) wraps the body limit, so a 413 is logged
+    # and counted like any other answer. Both are plain ASGI middlewares: a BaseHTTPMiddleware costs a task and a
+    # stream per request, which is most of a cache hit's time.
     app.add_middleware(BodyLimit, default=settings.service.max_request_bytes,
                        per_path={"/v1/retrieve": settings.limits.retrieve_max_bytes})
     app.add_middleware(RequestTelemetry)
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
 
     app.include_router(health.router)
     # Every authenticated route can answer these problems (auth, malformed or invalid bodies, rate limits).

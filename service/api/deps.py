@@ -15,7 +15,8 @@ from service.problems import Problem
 from service.runtime import Runtime
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    """Async on purpose: FastAPI runs a sync dependency in the thread pool, a hop this attribute read does not need."""
     return request.app.state.runtime
 
 
