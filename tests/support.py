@@ -53,6 +53,13 @@ class Keys:
         self.entries.append({"id": name, "sha256": hash_key(key), "tenant": tenant, "role": role})
         return key
 
+    def add_tenants(self, tenants: tuple[str, ...] | list[str]) -> "Keys":
+        """An admin key ``<t>-admin`` and an app key ``<t>-app`` per tenant."""
+        for t in tenants:
+            self.add(f"{t}-admin", t, "admin")
+            self.add(f"{t}-app", t, "app")
+        return self
+
     def json(self) -> str:
         return json.dumps({"keys": self.entries})
 

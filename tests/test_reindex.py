@@ -39,10 +39,7 @@ WORSE = {"chunker": "fixed", "max_chunk_tokens": 32}         # tiny windows: rec
 
 @pytest.fixture(scope="module")
 def keys() -> Keys:
-    k = Keys()
-    for t in TENANTS:
-        k.add(f"{t}-admin", t, "admin")
-        k.add(f"{t}-app", t, "app")
+    k = Keys().add_tenants(TENANTS)
     k.add("operator", None, "operator")
     return k
 

@@ -71,11 +71,7 @@ VALID_STATUS = {"ok", "degraded", "no_relevant_context"}
 
 @pytest.fixture(scope="module")
 def keys() -> Keys:
-    k = Keys()
-    for t in TENANTS:
-        k.add(f"{t}-admin", t, "admin")
-        k.add(f"{t}-app", t, "app")
-    return k
+    return Keys().add_tenants(TENANTS)
 
 
 @pytest.fixture(scope="module")

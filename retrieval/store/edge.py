@@ -128,10 +128,18 @@ class EdgeStore:
     def layout(self, ref: IndexRef) -> IndexLayout:
         path = self._layout_file(ref)
         if not path.exists():
-            if self._manifest(ref.tenant).get("live") == ref.version:
-                raise StoreUnavailable(f"live index {ref.tenant}/v{ref.version} is missing: {path} not found")
-            raise IndexNotFound(f"no index {ref.tenant}/v{ref.version}")
+            raise self._absent(ref, path)
         return IndexLayout.from_json(json.loads(path.read_text()))
+
+    def _absent(self, ref: IndexRef, path: Path) -> Exception:
+        """What a missing file of ``ref`` means: a version never written, or a live one whose files were lost.
+
+        The manifest naming it live means it existed (deleted, unmounted): saying "no such index" would let the
+        API present data loss as an empty index, so that is StoreUnavailable (503).
+        """
+        if self._manifest(ref.tenant).get("live") == ref.version:
+            return StoreUnavailable(f"live index {ref.tenant}/v{ref.version} is missing: {path} not found")
+        return IndexNotFound(f"no index {ref.tenant}/v{ref.version}")
 
     def live_version(self, tenant: Tenant) -> int | None:
         return self._manifest(tenant).get("live")
@@ -181,11 +189,7 @@ class EdgeStore:
             if shard is None:
                 path = self._shard_dir(ref)
                 if not path.exists():
-                    if self._manifest(ref.tenant).get("live") == ref.version:
-                        # The manifest names it live, so it existed: its folder was lost (deleted, unmounted),
-                        # not never written. Saying "empty index" would present data loss as "no documents".
-                        raise StoreUnavailable(f"live index {ref.tenant}/v{ref.version} is missing: {path} not found")
-                    raise IndexNotFound(f"no index {ref.tenant}/v{ref.version}")
+                    raise self._absent(ref, path)
                 try:
                     shard = qe.EdgeShard.load(str(path))
                 except Exception as exc:  # locked by another process, corrupt, ...

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -91,14 +92,7 @@ def is_transient(exc: BaseException) -> bool:
     """Worth retrying: the request may succeed on another try (transport trouble, overload, a node restarting)."""
     if isinstance(exc, UnexpectedResponse):
         return exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429)
-    if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError)):
-        return True
-    try:
-        import httpx
-
-        return isinstance(exc, httpx.TransportError)
-    except ImportError:   # pragma: no cover - httpx is a qdrant-client dependency
-        return False
+    return isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError, httpx.TransportError))
 
 
 def _condition(c: Condition) -> qm.FieldCondition:
