@@ -148,6 +148,11 @@ class JobRunner:
         self.busy: str | None = None    # id of the job running now
 
     def start(self) -> None:
+        """Sweep before the consumer thread starts, so a job submitted right after start never meets the sweep's lock."""
+        try:
+            self._sweep_once()
+        except Exception as exc:     # Redis or the store is down: the loop sweeps once they are back
+            log.warning("job consumer: start-up sweep deferred: %s", exc)
         self._thread.start()
 
     def stop(self, timeout_s: float = 60.0) -> None:
@@ -233,15 +238,18 @@ class JobRunner:
         interval = self.system.settings.heartbeat_timeout_s / 2
         if time.monotonic() - self._last_recovery < interval:
             return
+        self._sweep_once()
+        self._last_recovery = time.monotonic()
+        for job in self.system.store.running():
+            if job.id != self.busy and self._is_dead(job):
+                self.recover(job)
+
+    def _sweep_once(self) -> None:
         if not self._swept:
             dropped = sweep_orphans(self.rt, self.system.locks)
             if dropped:
                 log.warning("dropped half-built index versions left by a process that died: %s", dropped)
             self._swept = True
-        self._last_recovery = time.monotonic()
-        for job in self.system.store.running():
-            if job.id != self.busy and self._is_dead(job):
-                self.recover(job)
 
     def recover(self, job: JobRecord) -> None:
         """A job whose worker died: fail it (or, if it died just after its swap, record the success)."""

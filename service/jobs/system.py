@@ -16,13 +16,14 @@ from service.jobs.reindex import KIND as REINDEX
 from service.jobs.reindex import run_reindex
 from service.jobs.runner import Handler, JobRunner, worker_id
 from service.jobs.store import JobStore, MemoryJobStore, RedisJobStore
-from service.jobs.versions import TenantBusy
+from service.jobs.versions import SWEEP_OWNER, TenantBusy
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
 
 HANDLERS: dict[str, Handler] = {REINDEX: run_reindex}
+_SWEEP_WAIT_S = 10.0     # a sweep drops at most a few half-built versions of one tenant
 
 
 class JobNotFound(LookupError):
@@ -62,10 +63,18 @@ class JobSystem:
 
     # --- submitting and inspecting --------------------------------------------------------
     def submit(self, kind: str, tenant: str, options: dict[str, Any]) -> JobRecord:
-        """Queue a job; the tenant is reserved from now on (one reindex per tenant at a time)."""
+        """Queue a job; the tenant is reserved from now on (one reindex per tenant at a time).
+
+        An orphan sweep (a worker starting up) holds the tenant only for a moment: wait it out rather than
+        answer "busy" with a holder that is not a job the caller could look up.
+        """
         job = JobRecord.new(kind, tenant, options)
-        if not self.locks.acquire(tenant, job.id, self.settings.queued_lock_ttl_s):
-            raise TenantBusy(self.locks.holder(tenant) or "?")
+        deadline = time.monotonic() + _SWEEP_WAIT_S
+        while not self.locks.acquire(tenant, job.id, self.settings.queued_lock_ttl_s):
+            holder = self.locks.holder(tenant)
+            if holder is not None and (not holder.startswith(SWEEP_OWNER) or time.monotonic() > deadline):
+                raise TenantBusy(holder)
+            time.sleep(0.05)
         try:
             self.store.create(job)
             self.queue.put(job.id)

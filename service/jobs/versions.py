@@ -107,6 +107,9 @@ class NoPreviousVersion(LookupError):
     pass
 
 
+SWEEP_OWNER = "sweep-"     # lock-owner prefix of an orphan sweep: held for a moment, never for a job's length
+
+
 class TenantBusy(RuntimeError):
     def __init__(self, holder: str):
         super().__init__(f"tenant is locked by job {holder}")
@@ -151,7 +154,7 @@ def sweep_orphans(rt: "Runtime", locks: "TenantLocks") -> dict[str, list[int]]:
     """Drop half-built versions left by builds that died, for tenants no job holds right now."""
     dropped: dict[str, list[int]] = {}
     for tenant in rt.store.tenants():
-        owner = f"sweep-{uuid.uuid4().hex}"
+        owner = f"{SWEEP_OWNER}{uuid.uuid4().hex}"
         if not locks.acquire(tenant.id, owner, 60.0):
             continue
         try:
