@@ -330,7 +330,7 @@ def run_load(settings: Settings, opts: LoadOptions, log: Log = print) -> dict[st
         "cpu": "server: psutil CPU time of the server process / requests; client: this process's CPU time / requests",
         "rank_bm25": "rank_bm25.BM25Okapi over the same chunks (section + text, same tokenizer), in-process, "
                      "sequential; rps = queries / summed query time",
-        "settings": {"rerank": settings.rerank.kind, "rerank_depth": settings.rerank.depth,
+        "settings": {"rerank": settings.rerank.kind, "rerank_depth": settings.rerank.depth or "reranker default",
                      "rerank_adaptive": settings.rerank.adaptive, "prefetch_limit": settings.retrieval.prefetch_limit,
                      "hnsw": [settings.store.hnsw_m, settings.store.hnsw_ef_construct, settings.store.hnsw_ef],
                      "model_threads": settings.models.threads, "ort_spinning": settings.models.allow_spinning,

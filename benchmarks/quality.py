@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from ingest.factory import build_ingest
 from ingest.pipeline import IngestItem
 from ingest.registry import Registry
 from retrieval.bm25 import tokenize
-from retrieval.factory import Models, build_pipeline, load_models, open_store
+from retrieval.factory import Models, build_pipeline, load_models, open_store, rerank_sizes
 from retrieval.guard import GuardPolicy
 from retrieval.models.embed_cache import EmbeddingCache
 from retrieval.pipeline import RetrievalPipeline, RetrievalQuery
@@ -231,18 +231,21 @@ def run_quality(dataset_path: Path, settings: Settings | None = None, *, split: 
             random.Random(13).shuffle(keys)
             queries = {q: queries[q] for q in keys[:max_queries]}
         pipeline = build_pipeline(index.settings, index.store, index.models)
-        default_reranker = pipeline.reranker
+        default_reranker, default_cfg = pipeline.reranker, pipeline.rerank_cfg
         results: dict[str, Any] = {}
         for mode in default_modes(pipeline, default_reranker) + [Mode(n, "hybrid", r) for n, r in extra_rerankers]:
+            # Each reranker at its own served sizes (its card's, unless the settings name them), as `serve` would.
+            depth, max_length = rerank_sizes(index.settings, mode.reranker)
+            pipeline.rerank_cfg = replace(default_cfg, depth=depth, max_length=max_length)
             run, stages = run_mode(pipeline, index.tenant, queries, mode)
             results[mode.name] = summarise(run, index.dataset.qrels, stages)
             if mode.reranker is not None:
-                results[mode.name]["reranker"] = mode.reranker.name
+                results[mode.name].update(reranker=mode.reranker.name, rerank_depth=depth, rerank_max_length=max_length)
             log(f"  {mode.name:<16} nDCG@10 {results[mode.name]['ndcg@10']:.4f}  R@100 {results[mode.name]['recall@100']:.4f}")
         run, lat = rank_bm25_baseline(index, queries)
         results["rank-bm25"] = summarise(run, index.dataset.qrels, {"total": lat})
         policy = GuardPolicy(settings.guard.min_confidence, settings.guard.min_chunk_confidence)
-        pipeline.reranker = default_reranker
+        pipeline.reranker, pipeline.rerank_cfg = default_reranker, default_cfg
         results["_guard"] = {"policy": {"min_confidence": policy.min_confidence,
                                         "min_chunk_confidence": policy.min_chunk_confidence}}
         for name, rerank in (("hybrid", False), ("hybrid+rerank", True)):
@@ -256,7 +259,7 @@ def run_quality(dataset_path: Path, settings: Settings | None = None, *, split: 
             "ingest_seconds": round(index.ingest_seconds, 1),
             "ingest_chunks_per_s": round(index.chunks / max(index.ingest_seconds, 1e-9), 1),
             "fusion": settings.retrieval.fusion, "rrf_k": settings.retrieval.rrf_k,
-            "prefetch_limit": settings.retrieval.prefetch_limit, "rerank_depth": settings.rerank.depth,
+            "prefetch_limit": settings.retrieval.prefetch_limit, "rerank_depth": default_cfg.depth,
         }
         return results
     finally:

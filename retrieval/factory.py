@@ -71,15 +71,36 @@ def build_reranker(settings: Settings, models: Models) -> Reranker | None:
     return CrossEncoderReranker.from_dir(path, threads=k.threads or settings.models.threads)
 
 
+# Rerank sizes when neither the settings nor the reranker name them (the mpnet rescoring's measured defaults).
+DEFAULT_RERANK_DEPTH = 50
+DEFAULT_RERANK_MAX_LENGTH = 256
+
+
+def rerank_sizes(settings: Settings, reranker: Reranker | None) -> tuple[int, int]:
+    """(depth, max_length): the settings when set, else the reranker's own defaults, else the kind-wide ones.
+
+    A trained cross-encoder's card names the length it was trained at and the
+    depth its rerank curve fits into the latency budget; serving a 2-layer
+    model trained on 128 tokens at the mpnet rescoring's 50 x 256 would cost
+    ~5x the time for no measured gain.
+    """
+    k = settings.rerank
+    depth = k.depth or getattr(reranker, "default_depth", None) or DEFAULT_RERANK_DEPTH
+    max_length = k.max_length or getattr(reranker, "default_max_length", None) or DEFAULT_RERANK_MAX_LENGTH
+    return int(depth), int(max_length)
+
+
 def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
     r, k = settings.retrieval, settings.rerank
+    reranker = reranker if reranker is not None else build_reranker(settings, models)
+    depth, max_length = rerank_sizes(settings, reranker)
     return RetrievalPipeline(
         store, models.dense,
         bm25=Bm25Encoder(Bm25Params(r.bm25_k1, r.bm25_b)),
-        reranker=reranker if reranker is not None else build_reranker(settings, models),
+        reranker=reranker,
         first_stage=FirstStageConfig(fusion=r.fusion, rrf_k=r.rrf_k, prefetch_limit=r.prefetch_limit,
                                      hnsw_ef=settings.store.hnsw_ef),
-        rerank=RerankConfig(depth=k.depth, max_length=k.max_length, budget_ms=k.budget_ms, adaptive=k.adaptive,
+        rerank=RerankConfig(depth=depth, max_length=max_length, budget_ms=k.budget_ms, adaptive=k.adaptive,
                             adaptive_margin=k.adaptive_margin, confident_depth=k.confident_depth),
         dense_calibration=Logistic(*settings.guard.dense_calibration),
     )

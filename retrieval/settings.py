@@ -78,12 +78,19 @@ class RetrievalSettings(BaseModel):
     max_top_k: int = 100
 
 
+# Default rerank depth `fathom reranker train|distil` writes to a model's card: the deepest at which the 2-layer
+# student's rerank stage stays under 40 ms P95 on 2 cores (README > Benchmarks, the rerank curve).
+CROSS_ENCODER_SERVE_DEPTH = 15
+
+
 class RerankSettings(BaseModel):
     """Second stage. ``kind`` selects the implementation behind the Reranker interface."""
 
     kind: Literal["none", "mpnet", "cross-encoder"] = "mpnet"
-    depth: int = Field(50, ge=1, description="Fused candidates handed to the reranker")
-    max_length: int = Field(256, ge=16, description="Token limit per query-passage input")
+    depth: int | None = Field(None, ge=1, description="Fused candidates handed to the reranker (default: a trained "
+                                                       "cross-encoder's card, else 50)")
+    max_length: int | None = Field(None, ge=16, description="Token limit per query-passage input (default: the "
+                                                             "length a trained cross-encoder was trained at, else 256)")
     budget_ms: float = Field(250.0, gt=0, description="Past this the fused order is returned, flagged degraded")
     cross_encoder_dir: Path | None = Field(None, description="HF-format cross-encoder folder (exported to ONNX on first use)")
     mpnet_weight: float = Field(0.5, ge=0, le=1, description="Blend of mpnet cosine vs first-stage cosine")

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrieval.settings import Settings
+from retrieval.settings import CROSS_ENCODER_SERVE_DEPTH, Settings
 
 Log = Callable[[str], None]
 
@@ -233,7 +233,8 @@ def _train_config(args: argparse.Namespace, settings: Settings) -> Any:
 
     return TrainConfig(layers=args.layers, max_length=args.max_length, epochs=args.epochs, max_steps=args.steps,
                        batch_size=args.batch_size, learning_rate=args.lr, negatives_per_query=args.negatives,
-                       time_budget_s=args.time_budget_s, seed=args.seed, threads=settings.models.threads)
+                       time_budget_s=args.time_budget_s, seed=args.seed, threads=settings.models.threads,
+                       serve_depth=args.serve_depth)
 
 
 def _summary(card: Any, out: Path) -> dict[str, Any]:
@@ -255,6 +256,29 @@ def cmd_reranker_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def distil_pseudo_lists(args: argparse.Namespace, corpus: Corpus, data: Any, log: Log) -> list[Any]:
+    """Unlabelled query lists for a student: pseudo-queries from the corpus, mined like the labelled ones.
+
+    A distilled student learns from the teacher's scores, not from labels, so
+    any query the first stage answers is a training example; the corpus has
+    thousands where the qrels have hundreds. Their pseudo-labels are not used
+    (the teacher's scores are the targets), so no judged label leaks in.
+    """
+    from retrieval.rerank.training.mining import MiningConfig, MiningStats, mine_pseudo
+    from retrieval.rerank.training.pseudo import PseudoQueryConfig, pseudo_queries
+
+    cfg = PseudoQueryConfig(kinds=tuple(args.kinds.split(",")))
+    pseudo = [pq for rec in corpus.records.values() for pq in pseudo_queries(rec, cfg)]
+    pseudo = random.Random(args.seed).sample(pseudo, min(len(pseudo), args.pseudo_queries))
+    log(f"mining {len(pseudo)} pseudo-queries for the student (the teacher scores them; no labels)")
+    stats = MiningStats()
+    mining = MiningConfig(depth=args.depth, dedup_threshold=args.dedup_threshold)
+    lists = mine_pseudo(pseudo, _miner(corpus.pipeline, corpus.tenant, mining.depth), mining, stats=stats,
+                        progress=_progress(log, "mined"))
+    data.mining["distil_pseudo"] = stats.as_dict()
+    return list(lists)
+
+
 def cmd_reranker_distil(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.rerank.training.distil import distil_reranker
 
@@ -264,6 +288,10 @@ def cmd_reranker_distil(args: argparse.Namespace, settings: Settings) -> int:
     log = _log(args)
     with open_corpus(args, settings, log) as corpus:
         data = mine_data(args, corpus, log)
+        if args.pseudo_queries:
+            extra = distil_pseudo_lists(args, corpus, data, log)
+            data.train.extend(extra)
+            data.source["distil_pseudo_queries"] = len(extra)
     card = distil_reranker(data, teacher, _train_config(args, settings), out, command=command, log=log)
     print(json.dumps(_summary(card, out), indent=2))
     return 0
@@ -271,9 +299,9 @@ def cmd_reranker_distil(args: argparse.Namespace, settings: Settings) -> int:
 
 # Options written into the model card's command, every one with its value, so the command still
 # reproduces the model after a default changes.
-_CARD_OPTIONS = ("teacher", "dataset", "tenant", "mode", "split", "golden", "index_dir", "out", "layers", "max_length",
+_CARD_OPTIONS = ("teacher", "pseudo_queries", "dataset", "tenant", "mode", "split", "golden", "index_dir", "out", "layers", "max_length",
                  "time_budget_s", "epochs", "steps", "batch_size", "lr", "negatives", "depth", "dedup_threshold",
-                 "kinds", "max_queries", "val_fraction", "max_val_queries", "seed")
+                 "kinds", "max_queries", "val_fraction", "max_val_queries", "seed", "serve_depth")
 
 
 def as_command(args: argparse.Namespace) -> str:
@@ -317,6 +345,8 @@ def _common(p: argparse.ArgumentParser, *, layers: int | None, max_length: int) 
                                                                     "(pseudo) held out for validation")
     p.add_argument("--max-val-queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--serve-depth", type=int, default=CROSS_ENCODER_SERVE_DEPTH,
+                   help="default rerank depth written to the card (FATHOM_RERANK__DEPTH overrides it when serving)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -329,6 +359,8 @@ def add_reranker_commands(sub: Any) -> None:
     train.set_defaults(fn=cmd_reranker_train)
     distil = rr.add_parser("distil", help="train a smaller student on a trained reranker's scores")
     distil.add_argument("--teacher", required=True, help="name of a trained reranker under <model_dir>/rerankers/")
+    distil.add_argument("--pseudo-queries", type=int, default=0, metavar="N",
+                        help="also distil on N pseudo-queries cut from the corpus (teacher-scored, no labels)")
     _common(distil, layers=2, max_length=128)
     distil.set_defaults(fn=cmd_reranker_distil)
 

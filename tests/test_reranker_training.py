@@ -115,7 +115,7 @@ def index_dir(settings: Settings) -> Path:
 def labelled_model(train_settings: Settings, mini_scifact: Path) -> Path:
     run_cli(train_settings, "reranker", "train", "--dataset", str(mini_scifact), "--index-dir",
             str(index_dir(train_settings)), "--mode", "labelled", "--layers", "2", "--val-fraction", "0.25",
-            "--out", "ci-labelled", *TINY)
+            "--serve-depth", "7", "--out", "ci-labelled", *TINY)
     return train_settings.model_dir / "rerankers" / "ci-labelled"
 
 
@@ -179,12 +179,33 @@ def test_distilled_student_is_smaller_and_records_its_teacher(train_settings: Se
                                                                labelled_model: Path) -> None:
     run_cli(train_settings, "reranker", "distil", "--teacher", "ci-labelled", "--dataset", str(mini_scifact),
             "--index-dir", str(index_dir(train_settings)), "--layers", "1", "--val-fraction", "0.25",
-            "--out", "ci-student", *TINY)
+            "--pseudo-queries", "5", "--out", "ci-student", *TINY)
     card = json.loads((train_settings.model_dir / "rerankers" / "ci-student" / MODEL_CARD).read_text())
     assert card["kind"] == "distilled" and card["layers"] == 1
+    # Unlabelled pseudo-queries join the labelled training queries; the teacher scores both.
+    source = card["data"]["source"]
+    assert source["distil_pseudo_queries"] == 5 and card["data"]["mining"]["distil_pseudo"]["queries"] == 5
+    assert "--pseudo-queries 5" in card["command"]
     assert card["teacher"]["name"] == "ci-labelled" and card["teacher"]["layers"] == 2
     assert card["teacher"]["pairs_scored"] == card["training"]["rows"]     # every mined pair, teacher-labelled
     assert card["training"]["config"]["loss"] == "mse"
+
+
+def test_the_card_sets_the_served_sizes_and_settings_override_them(labelled_model: Path, bench_index: Any) -> None:
+    """Served by default at the length it was trained at and the card's depth; FATHOM_RERANK__* still win."""
+    from retrieval.factory import DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH, build_pipeline, rerank_sizes
+
+    card = json.loads((labelled_model / MODEL_CARD).read_text())
+    assert card["serving"]["depth"] == 7 and card["serving"]["max_length"] == 96 == card["max_length"]
+    assert "--serve-depth 7" in card["command"]
+    reranker = CrossEncoderReranker.from_dir(labelled_model)
+    settings = bench_index.settings.model_copy(update={"rerank": bench_index.settings.rerank.model_copy(
+        update={"depth": None, "max_length": None})})
+    served = build_pipeline(settings, bench_index.store, bench_index.models, reranker)
+    assert (served.rerank_cfg.depth, served.rerank_cfg.max_length) == (7, 96)
+    pinned = settings.model_copy(update={"rerank": settings.rerank.model_copy(update={"depth": 30, "max_length": 64})})
+    assert rerank_sizes(pinned, reranker) == (30, 64)
+    assert rerank_sizes(settings, None) == (DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH)
 
 
 def test_trained_reranker_serves_in_the_pipeline(labelled_model: Path, pipeline: Any, bench_index: Any) -> None:

@@ -688,6 +688,8 @@ def export_cross_encoder(hf_dir: Path, out_dir: Path, *, quantize: bool = True, 
     _offline()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    import retrieval.models.pair_cosine_head  # noqa: F401  (our trained rerankers' head; registers itself)
+
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)

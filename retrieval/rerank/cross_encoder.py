@@ -64,6 +64,10 @@ class ServingConfig:
     calibration_a: float = 1.0
     calibration_b: float = 0.0
     calibrated: bool = False          # the card holds a fitted calibration (not the raw-sigmoid fallback)
+    # Served by default at the length it was trained at and at the depth the rerank curve chose for the
+    # latency budget (FATHOM_RERANK__DEPTH / __MAX_LENGTH override both); None: the settings' kind-wide default.
+    depth: int | None = None
+    max_length: int | None = None
 
     @classmethod
     def read(cls, model_dir: Path) -> "ServingConfig":
@@ -72,8 +76,9 @@ class ServingConfig:
         if not card.is_file():
             return cls()
         serving = json.loads(card.read_text(encoding="utf-8")).get("serving", {})
+        sizes = {k: int(serving[k]) for k in ("depth", "max_length") if serving.get(k) is not None}
         return cls(**{k: float(v) for k, v in serving.items() if k in ("blend_weight", "calibration_a", "calibration_b")},
-                   calibrated=bool(serving.get("calibrated", False)))
+                   calibrated=bool(serving.get("calibrated", False)), **sizes)
 
     @property
     def calibration(self) -> Logistic:
@@ -121,6 +126,14 @@ class CrossEncoderReranker:
         finally:
             timer.cancel()
         return [float(s) for s in self.serving.blend(logits, [c.fused_score for c in candidates])]
+
+    @property
+    def default_depth(self) -> int | None:
+        return self.serving.depth
+
+    @property
+    def default_max_length(self) -> int | None:
+        return self.serving.max_length
 
     def confidence(self, score: float) -> float | None:
         """Calibrated P(answerable) when the model card holds a fitted calibration. Otherwise None, and the

@@ -127,7 +127,7 @@ def finish(out_dir: Path, data: TrainingData, cfg: TrainConfig, stats: TrainStat
     if not calibrated:
         calibration_rule = "raw sigmoid: no usable fit (no lists to fit on, or a non-positive slope)"
     serving = ServingConfig(blend_weight=weight, calibration_a=round(fitted.a, 4), calibration_b=round(fitted.b, 4),
-                            calibrated=calibrated)
+                            calibrated=calibrated, depth=cfg.serve_depth, max_length=cfg.max_length)
     validation = {
         "queries": len(served.lists),
         "labelled": data.labelled,

@@ -23,6 +23,7 @@ import numpy as np
 
 from retrieval.models.prepare import RECIPES
 from retrieval.models.specs import MINILM
+from retrieval.settings import CROSS_ENCODER_SERVE_DEPTH
 
 Log = Callable[[str], None]
 Row = tuple[str, str, float]          # (query, passage, target): 0/1 label, or a teacher logit
@@ -42,6 +43,9 @@ class TrainConfig:
     seed: int = 13
     threads: int = 2
     loss: str = "bce"                 # bce: 0/1 labels; mse: regress a teacher's logits (distillation)
+    # Written to the card as the default serving depth (FATHOM_RERANK__DEPTH overrides): how many fused
+    # candidates this model reranks.
+    serve_depth: int = CROSS_ENCODER_SERVE_DEPTH
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,14 +79,21 @@ def base_source() -> tuple[Path, dict[str, Any]]:
 def init_cross_encoder(src: Path, dst: Path, layers: int | None, seed: int) -> Path:
     """Save ``src`` as a one-logit sequence classifier in ``dst``, keeping its first ``layers`` layers.
 
-    From the bi-encoder the head is new (seeded); from a trained cross-encoder
-    (a distillation student) the head and the kept layers carry over.
+    From the bi-encoder the head is new (seeded) and reads the mean of the
+    query and passage segments (retrieval/models/pair_cosine_head.py says why not [CLS]);
+    from a trained cross-encoder (a distillation student) the head and the
+    kept layers carry over.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from retrieval.models.pair_cosine_head import MODEL_TYPE, pair_cosine_from_encoder
 
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1)
+    if AutoConfig.from_pretrained(str(src)).model_type == MODEL_TYPE:
+        model = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1)
+    else:   # a plain encoder (the shipped MiniLM): a fresh pair-cosine head, starting as its cosine
+        model = pair_cosine_from_encoder(str(src), num_labels=1)
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     encoder = model.base_model.encoder
     if layers is not None:
@@ -106,6 +117,8 @@ def torch_scorer(hf_dir: Path, max_length: int, threads: int, batch_size: int = 
     """Raw logits from the torch model (validation of a model that is not exported yet)."""
     import torch
     from sentence_transformers import CrossEncoder
+
+    import retrieval.models.pair_cosine_head  # noqa: F401  (registers the head with transformers' Auto classes)
 
     torch.set_num_threads(threads)
     model = CrossEncoder(str(hf_dir), num_labels=1, max_length=max_length, device="cpu",
@@ -157,6 +170,8 @@ def fit(init_dir: Path, rows: Sequence[Row], cfg: TrainConfig, out_dir: Path, lo
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MSELoss
     from transformers.trainer_callback import PrinterCallback
+
+    import retrieval.models.pair_cosine_head  # noqa: F401  (registers the head with transformers' Auto classes)
 
     if not rows:
         raise ValueError("no training rows (did mining find any query with a positive?)")
