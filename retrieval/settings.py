@@ -80,7 +80,7 @@ class RetrievalSettings(BaseModel):
 
 # Default rerank depth `fathom reranker train|distil` writes to a model's card: the deepest at which the 2-layer
 # student's rerank stage stays under 40 ms P95 on 2 cores (README > Benchmarks, the rerank curve).
-CROSS_ENCODER_SERVE_DEPTH = 15
+CROSS_ENCODER_SERVE_DEPTH = 10
 
 
 class RerankSettings(BaseModel):

