@@ -85,9 +85,8 @@ def rerank_sizes(settings: Settings, reranker: Reranker | None) -> tuple[int, in
     ~5x the time for no measured gain.
     """
     k = settings.rerank
-    depth = k.depth or getattr(reranker, "default_depth", None) or DEFAULT_RERANK_DEPTH
-    max_length = k.max_length or getattr(reranker, "default_max_length", None) or DEFAULT_RERANK_MAX_LENGTH
-    return int(depth), int(max_length)
+    own_depth, own_length = (reranker.default_depth, reranker.default_max_length) if reranker else (None, None)
+    return k.depth or own_depth or DEFAULT_RERANK_DEPTH, k.max_length or own_length or DEFAULT_RERANK_MAX_LENGTH
 
 
 def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:

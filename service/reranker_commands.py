@@ -186,7 +186,6 @@ def mine_data(args: argparse.Namespace, corpus: Corpus, log: Log) -> Any:
     from retrieval.rerank.cross_encoder import format_passage
     from retrieval.rerank.training.data import ListItem, QueryList
     from retrieval.rerank.training.mining import MiningConfig, MiningStats, mine_labelled, mine_pseudo, split_by
-    from retrieval.rerank.training.pseudo import PseudoQueryConfig, pseudo_queries
     from retrieval.rerank.training.run import TrainingData
 
     cfg = MiningConfig(depth=args.depth, dedup_threshold=args.dedup_threshold)
@@ -206,8 +205,7 @@ def mine_data(args: argparse.Namespace, corpus: Corpus, log: Log) -> Any:
                               progress=_progress(log, "mined"))
         val = mine_labelled(val_q, corpus.records, miner, cfg, kind=kind, stats=val_stats)
     else:
-        pq_cfg = PseudoQueryConfig(kinds=tuple(args.kinds.split(",")))
-        pseudo = [pq for rec in corpus.records.values() for pq in pseudo_queries(rec, pq_cfg)]
+        pseudo = corpus_pseudo_queries(args, corpus)
         log(f"{len(pseudo)} pseudo-queries from {len(corpus.records)} documents: "
             f"{dict(Counter(pq.kind for pq in pseudo))}")
         train_q, val_q = split_by(pseudo, lambda pq: pq.doc_id, args.val_fraction, args.seed)
@@ -256,8 +254,16 @@ def cmd_reranker_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def distil_pseudo_lists(args: argparse.Namespace, corpus: Corpus, data: Any, log: Log) -> list[Any]:
-    """Unlabelled query lists for a student: pseudo-queries from the corpus, mined like the labelled ones.
+def corpus_pseudo_queries(args: argparse.Namespace, corpus: Corpus) -> list[Any]:
+    """Every pseudo-query (of ``--kinds``) cut from the corpus's documents."""
+    from retrieval.rerank.training.pseudo import PseudoQueryConfig, pseudo_queries
+
+    cfg = PseudoQueryConfig(kinds=tuple(args.kinds.split(",")))
+    return [pq for rec in corpus.records.values() for pq in pseudo_queries(rec, cfg)]
+
+
+def add_distil_pseudo_queries(args: argparse.Namespace, corpus: Corpus, data: Any, log: Log) -> None:
+    """Add ``--pseudo-queries`` unlabelled query lists to a student's training data, mined like the rest.
 
     A distilled student learns from the teacher's scores, not from labels, so
     any query the first stage answers is a training example; the corpus has
@@ -265,18 +271,16 @@ def distil_pseudo_lists(args: argparse.Namespace, corpus: Corpus, data: Any, log
     (the teacher's scores are the targets), so no judged label leaks in.
     """
     from retrieval.rerank.training.mining import MiningConfig, MiningStats, mine_pseudo
-    from retrieval.rerank.training.pseudo import PseudoQueryConfig, pseudo_queries
 
-    cfg = PseudoQueryConfig(kinds=tuple(args.kinds.split(",")))
-    pseudo = [pq for rec in corpus.records.values() for pq in pseudo_queries(rec, cfg)]
+    pseudo = corpus_pseudo_queries(args, corpus)
     pseudo = random.Random(args.seed).sample(pseudo, min(len(pseudo), args.pseudo_queries))
     log(f"mining {len(pseudo)} pseudo-queries for the student (the teacher scores them; no labels)")
     stats = MiningStats()
     mining = MiningConfig(depth=args.depth, dedup_threshold=args.dedup_threshold)
-    lists = mine_pseudo(pseudo, _miner(corpus.pipeline, corpus.tenant, mining.depth), mining, stats=stats,
-                        progress=_progress(log, "mined"))
+    data.train.extend(mine_pseudo(pseudo, _miner(corpus.pipeline, corpus.tenant, mining.depth), mining, stats=stats,
+                                  progress=_progress(log, "mined")))
+    data.source["distil_pseudo_queries"] = len(pseudo)
     data.mining["distil_pseudo"] = stats.as_dict()
-    return list(lists)
 
 
 def cmd_reranker_distil(args: argparse.Namespace, settings: Settings) -> int:
@@ -289,9 +293,7 @@ def cmd_reranker_distil(args: argparse.Namespace, settings: Settings) -> int:
     with open_corpus(args, settings, log) as corpus:
         data = mine_data(args, corpus, log)
         if args.pseudo_queries:
-            extra = distil_pseudo_lists(args, corpus, data, log)
-            data.train.extend(extra)
-            data.source["distil_pseudo_queries"] = len(extra)
+            add_distil_pseudo_queries(args, corpus, data, log)
     card = distil_reranker(data, teacher, _train_config(args, settings), out, command=command, log=log)
     print(json.dumps(_summary(card, out), indent=2))
     return 0
@@ -299,8 +301,8 @@ def cmd_reranker_distil(args: argparse.Namespace, settings: Settings) -> int:
 
 # Options written into the model card's command, every one with its value, so the command still
 # reproduces the model after a default changes.
-_CARD_OPTIONS = ("teacher", "pseudo_queries", "dataset", "tenant", "mode", "split", "golden", "index_dir", "out", "layers", "max_length",
-                 "time_budget_s", "epochs", "steps", "batch_size", "lr", "negatives", "depth", "dedup_threshold",
+_CARD_OPTIONS = ("teacher", "pseudo_queries", "dataset", "tenant", "mode", "split", "golden", "index_dir", "out",
+                 "layers", "max_length", "time_budget_s", "epochs", "steps", "batch_size", "lr", "negatives", "depth", "dedup_threshold",
                  "kinds", "max_queries", "val_fraction", "max_val_queries", "seed", "serve_depth")
 
 

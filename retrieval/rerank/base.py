@@ -54,6 +54,10 @@ class Reranker(Protocol):
     name: str
     # Stored vectors the first stage must return with each candidate (e.g. ("mpnet",)).
     needs_vectors: tuple[str, ...]
+    # The depth and token length this reranker is served at when the settings name none (a trained
+    # cross-encoder's card); None: the kind-wide defaults (retrieval.factory.rerank_sizes).
+    default_depth: int | None
+    default_max_length: int | None
 
     def score(self, query: str, candidates: list[Candidate], *, max_length: int, deadline: Deadline) -> list[float]:
         """One score per candidate, higher is better; may raise RerankTimeout."""

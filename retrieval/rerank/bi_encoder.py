@@ -23,6 +23,8 @@ from retrieval.store.base import RERANK
 class BiEncoderRescorer:
     name = "mpnet-rescore"
     needs_vectors = (RERANK,)
+    default_depth: int | None = None
+    default_max_length: int | None = None
 
     def __init__(self, embedder: OnnxEmbedder, *, weight: float = 0.5, calibration: Logistic | None = None):
         self.embedder = embedder
