@@ -9,10 +9,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 DO_NOT_TRACK=1 HF_HUB_OFF
 RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml constraints.txt README.md ./
 COPY vendor ./vendor
-COPY retrieval ./retrieval
-COPY ingest ./ingest
-COPY service ./service
-COPY benchmarks ./benchmarks
+COPY fathom ./fathom
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install -c constraints.txt torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && /opt/venv/bin/pip install -c constraints.txt ".[export]" ./vendor/en_core_web_sm \

@@ -15,7 +15,7 @@ PIP=".venv/bin/pip"
 
 # torch first, pinned: an unpinned resolve would pull a multi-GB CUDA build.
 $PIP install -q -c constraints.txt torch==2.13.0
-$PIP install -q -c constraints.txt -e ".[export,train,dev]" ./vendor/en_core_web_sm
+$PIP install -q -c constraints.txt -e ".[export,train,bench,dev]" ./vendor/en_core_web_sm
 # --no-deps on purpose:
 # * unstructured-inference: the fast PDF path imports it; its deps drag in
 #   torchvision, which cannot load beside the CPU torch;

@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from retrieval.settings import Settings, get_settings  # noqa: E402
+from fathom.config import Settings, get_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def prepared_models(base_settings: Settings) -> dict[str, dict[str, Any]]:
     Preparing is slow the first time (minutes) and a no-op afterwards (the cache
     in settings.model_dir), so this is session-scoped.
     """
-    from retrieval.models.prepare import prepare_all
+    from fathom.training.prepare import prepare_all
 
     return prepare_all(base_settings)
 
@@ -63,8 +63,8 @@ def docs_fixtures(data_dir: Path):  # type: ignore[no-untyped-def]
     """
     from functools import lru_cache
 
-    from ingest.document import IngestError
-    from ingest.parse import parse_file
+    from fathom.ingest.document import IngestError
+    from fathom.ingest.parse import parse_file
 
     root = data_dir / "docs"
     if not root.exists():
@@ -103,8 +103,8 @@ def sample_state(tmp_path_factory: pytest.TempPathFactory, base_settings: Settin
 
     Serving tests open runtimes on copies (tests.ops_support.open_seeded_runtime) instead of re-ingesting.
     """
-    from service.cli import SAMPLE_CORPUS, ingest_paths
-    from service.runtime import Runtime
+    from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+    from fathom.service.runtime import Runtime
 
     state = tmp_path_factory.mktemp("sample-state")
     rt = Runtime.open(base_settings.model_copy(update={"state_dir": state, "registry_url": None, "redis_url": None}))

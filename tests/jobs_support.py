@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.datasets import load_beir
-from retrieval.settings import Settings
+from fathom.benchmarks.datasets import load_beir
+from fathom.config import Settings
 from tests.support import Keys
 
 

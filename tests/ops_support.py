@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-from retrieval.settings import Settings
-from service.runtime import Runtime
+from fathom.config import Settings
+from fathom.service.runtime import Runtime
 from tests.support import Keys, free_port
 
 

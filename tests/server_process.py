@@ -44,7 +44,7 @@ def server_env(state: Path, keys: Keys, *, redis_url: str | None = None, **extra
 
 
 class ServerProcess:
-    """``python -m service.cli serve`` on a free loopback port; the test decides how it ends (SIGTERM or SIGKILL)."""
+    """``python -m fathom.service.cli serve`` on a free loopback port; the test decides how it ends (SIGTERM or SIGKILL)."""
 
     def __init__(self, env: dict[str, str], log: Path):
         self.env, self.log = env, log
@@ -63,7 +63,7 @@ class ServerProcess:
     def start(self, timeout_s: float = 240.0) -> "ServerProcess":
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "fathom.service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -181,10 +181,10 @@ class VersionAudit:
 
 def audit(state: Path, tenant: str, version: int | None = None) -> VersionAudit:
     """Open the embedded store and the registry of ``state`` (no server may be running on it) and read one version."""
-    from ingest.registry import Registry
-    from retrieval.store.base import IndexRef
-    from retrieval.store.edge import EdgeStore
-    from retrieval.tenancy import Tenant
+    from fathom.ingest.registry import Registry
+    from fathom.retrieval.store.contract import IndexRef
+    from fathom.retrieval.store.edge_store import EdgeStore
+    from fathom.retrieval.tenancy import Tenant
 
     t = Tenant(tenant)
     store = EdgeStore(state / "edge")
@@ -205,7 +205,7 @@ def audit(state: Path, tenant: str, version: int | None = None) -> VersionAudit:
 
 def source_hash(document: dict[str, str], config_key: str) -> str:
     """The content hash the pipeline must record for a JSON-uploaded document: parsed as the API parses it."""
-    from ingest.pipeline import IngestItem, IngestPipeline, content_hash
+    from fathom.ingest.ingest_pipeline import IngestItem, IngestPipeline, content_hash
 
     parsed = IngestPipeline.parse(IngestItem(document_id=document["id"], text=document["text"],
                                              title=document.get("title")))

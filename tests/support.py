@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
-from service.auth import generate_key, hash_key
+from fathom.service.auth import generate_key, hash_key
 
 
 def free_port() -> int:

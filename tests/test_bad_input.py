@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.app import create_app
-from service.problems import MEDIA_TYPE, PROBLEM_BASE
-from service.runtime import Runtime
+from fathom.service.app import create_app
+from fathom.service.problems import MEDIA_TYPE, PROBLEM_BASE
+from fathom.service.runtime import Runtime
 from tests.jobs_support import job_settings
 from tests.support import Keys, client, live_server
 
@@ -226,7 +226,7 @@ def test_zip_bombs_are_refused_without_inflating(c, keys, filename, member, mega
 
 def test_the_archive_guard_passes_every_real_office_document(data_dir):
     """The 19 DOCX/XLSX/PPTX/ODT/EPUB fixtures (up to a 5.5 MB, 872-page handbook; ratios up to 32x) pass."""
-    from ingest.parse import _ZIP_FORMATS, _check_archive
+    from fathom.ingest.parse import _ZIP_FORMATS, _check_archive
 
     files = [p for p in sorted((data_dir / "docs").rglob("*")) if p.suffix.lstrip(".").lower() in _ZIP_FORMATS]
     if not files:

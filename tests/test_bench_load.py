@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks import report
-from benchmarks.load import LoadOptions, baseline_row, measure_http, repeated
+from fathom.benchmarks import report
+from fathom.benchmarks.load import LoadOptions, baseline_row, measure_http, repeated
 
 QUERIES = ["How do honeybees tell each other where flowers are?", "How is coffee roasted?",
            "What did the Voyager probes carry?", "How does tidal power work?"]

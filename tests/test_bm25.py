@@ -1,6 +1,6 @@
 """BM25 as Qdrant sparse vectors, checked against rank_bm25 on real SciFact text.
 
-Formula differences (documented in retrieval/bm25.py):
+Formula differences (documented in fathom/retrieval/bm25.py):
 * IDF: Qdrant uses ln((N - df + 0.5)/(df + 0.5) + 1); BM25Okapi uses
   ln((N - df + 0.5)/(df + 0.5)) with negative values floored at
   epsilon * mean(idf). The two orderings agree except where very common terms
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from benchmarks.datasets import load_beir
-from retrieval.bm25 import Bm25Encoder, Bm25Params, term_id, tokenize
-from retrieval.store.base import ChunkPoint, IndexLayout, IndexRef, SearchRequest
-from retrieval.store.edge import EdgeStore
-from retrieval.tenancy import Tenant
+from fathom.benchmarks.datasets import load_beir
+from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params, term_id, tokenize
+from fathom.retrieval.store.contract import ChunkPoint, IndexLayout, IndexRef, SearchRequest
+from fathom.retrieval.store.edge_store import EdgeStore
+from fathom.retrieval.tenancy import Tenant
 
 N_DOCS = 1500
 N_QUERIES = 100

@@ -13,9 +13,9 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.pipeline import IngestItem
-from retrieval.tenancy import Tenant
-from service.app import create_app
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
 from tests.ops_support import RedisServer, open_seeded_runtime
 from tests.support import Keys, client, live_server
 

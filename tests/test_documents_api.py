@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import pytest
 
-from service.app import create_app
-from service.cli import SAMPLE_CORPUS
-from service.runtime import Runtime
+from fathom.service.app import create_app
+from fathom.service.cli import SAMPLE_CORPUS
+from fathom.service.runtime import Runtime
 from tests.jobs_support import job_settings
 from tests.support import Keys, client, live_server
 

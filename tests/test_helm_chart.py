@@ -85,7 +85,7 @@ def test_manifests_validate_against_kubernetes_schemas(helm, name):
 
 @pytest.mark.parametrize("name", list(VALUES))
 def test_probes_point_at_routes_the_service_serves(helm, name):
-    from service.api.health import router
+    from fathom.service.api.health import router
 
     routes = {r.path for r in router.routes}
     api = by_kind(render(helm, VALUES[name]), "Deployment", "rel-fathom-api")
@@ -180,7 +180,7 @@ def test_external_services_deploy_nothing_stateful(helm):
 
 @pytest.mark.parametrize("name", ["default", "external"])
 def test_store_init_is_a_post_install_hook_running_the_cli_command(helm, name):
-    from service.cli import build_parser
+    from fathom.service.cli import build_parser
 
     job = by_kind(render(helm, VALUES[name]), "Job", "rel-fathom-store-init")
     assert set(job["metadata"]["annotations"]["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}

@@ -8,17 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from ingest.chunking import PATH_SEP, FixedSizeChunker, SemanticChunker
-from ingest.document import Element, ParsedDocument, ReasonCode
-from ingest.factory import build_ingest
-from ingest.pipeline import IngestItem
-from ingest.pii import PiiScanner, find_pii, iban_ok, luhn_ok
-from retrieval.pipeline import RetrievalQuery
-from retrieval.guard import GuardPolicy
-from retrieval.store.base import IndexRef
-from retrieval.tenancy import Tenant
-from service.cli import SAMPLE_CORPUS, iter_files
-from service.runtime import Runtime
+from fathom.ingest.chunking import PATH_SEP, FixedSizeChunker, SemanticChunker
+from fathom.ingest.document import Element, ParsedDocument, ReasonCode
+from fathom.ingest.wiring import build_ingest
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.ingest.pii import PiiScanner, find_pii, iban_ok, luhn_ok
+from fathom.retrieval.query_pipeline import RetrievalQuery
+from fathom.retrieval.guard import GuardPolicy
+from fathom.retrieval.store.contract import IndexRef
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.cli import SAMPLE_CORPUS, iter_files
+from fathom.service.runtime import Runtime
 from tests.test_parse_docs import EXPECTED, expected_reason
 
 OPEN = GuardPolicy(0.0, 0.0)

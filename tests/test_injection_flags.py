@@ -1,6 +1,6 @@
 """Prompt-injection flags: the detector on its own, on real scientific prose, and over real HTTP.
 
-Poisoned chunks are flagged, never dropped (retrieval/injection.py says why). The detector is
+Poisoned chunks are flagged, never dropped (fathom/retrieval/injection.py says why). The detector is
 checked on attacks and on benign text that uses the same words ("instructions", "system",
 "ignore"), its false-positive rate is measured on every SciFact abstract, and a poisoned document
 ingested through the API must come back from /v1/retrieve with its flags, from the pipeline and
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.datasets import load_beir
-from retrieval.injection import FAMILIES, PROMPT_INJECTION, decode_tag_characters, scan
-from service.app import create_app
-from service.cli import SAMPLE_CORPUS, ingest_paths
-from service.runtime import Runtime
+from fathom.benchmarks.datasets import load_beir
+from fathom.retrieval.injection import FAMILIES, PROMPT_INJECTION, decode_tag_characters, scan
+from fathom.service.app import create_app
+from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+from fathom.service.runtime import Runtime
 from tests.jobs_support import job_settings
 from tests.support import Keys, client, live_server
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import IngestItem
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.cli import SAMPLE_CORPUS, ingest_paths
-from service.jobs.model import JobStatus
-from service.jobs.system import JobSystem
-from service.runtime import Runtime
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+from fathom.service.jobs.model import JobStatus
+from fathom.service.jobs.system import JobSystem
+from fathom.service.runtime import Runtime
 from tests.jobs_support import building, cacm_corpus, copy_embedding_cache, job_settings, upload_texts, wait_job
 from tests.ops_support import RedisServer
 from tests.support import Keys, client, live_server
@@ -126,7 +126,7 @@ def _worker(state: Path, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
            "FATHOM_RERANK__KIND": "none", "FATHOM_INGEST__EMBED_MPNET": "false", "FATHOM_CACHE__ENABLED": "false",
            "FATHOM_LIMITS__ENABLED": "false", "FATHOM_JOBS__HEARTBEAT_S": "0.5",
            "FATHOM_JOBS__HEARTBEAT_TIMEOUT_S": "4", "FATHOM_JOBS__LOCK_TTL_S": "6", "FATHOM_JOBS__KEY_PREFIX": PREFIX}
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "fathom.service.cli", "worker"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
 
 
@@ -191,9 +191,9 @@ def test_killed_worker_leaves_the_live_version_and_its_job_is_failed(tmp_path, b
 
 def test_worker_refuses_a_store_the_api_owns(rt, base_url, redis):
     env = {**os.environ, "DO_NOT_TRACK": "1", "FATHOM_STATE_DIR": str(rt.settings.state_path)}
-    run = subprocess.run([sys.executable, "-m", "service.cli", "worker"], cwd=REPO, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "fathom.service.cli", "worker"], cwd=REPO, capture_output=True, text=True,
                          env={**env, "FATHOM_REDIS_URL": redis.url}, timeout=120)
     assert run.returncode == 2 and f"owned by process {os.getpid()}" in run.stderr
-    run = subprocess.run([sys.executable, "-m", "service.cli", "worker"], cwd=REPO, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "fathom.service.cli", "worker"], cwd=REPO, capture_output=True, text=True,
                          env={k: v for k, v in env.items() if k != "FATHOM_REDIS_URL"}, timeout=120)
     assert run.returncode == 2 and "needs FATHOM_REDIS_URL" in run.stderr

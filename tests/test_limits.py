@@ -14,11 +14,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from retrieval.settings import LimitSettings
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.limits import RateLimiter
-from service.redis_link import RedisLink
+from fathom.config import LimitSettings
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.limits import RateLimiter
+from fathom.service.redis_link import RedisLink
 from tests.ops_support import RedisServer, open_seeded_runtime
 from tests.support import Keys, client, free_port, live_server
 

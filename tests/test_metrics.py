@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmarks.metrics import evaluate, mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from fathom.retrieval.ir_metrics import evaluate, mrr_at_k, ndcg_at_k, percentile, recall_at_k
 
 
 def test_ndcg_hand_computed():

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.models.cross_encoder import OnnxCrossEncoder
-from retrieval.models.embedder import ModelNotPreparedError, OnnxEmbedder, load_embedder
-from retrieval.models.prepare import ACCEPT, export_cross_encoder, prepare_embedder, verification_data
-from retrieval.models.specs import MANIFEST, MINILM, MPNET, ONNX_FP32, ONNX_INT8, TOKENIZER
-from retrieval.settings import ModelSettings, Settings, get_settings
+from fathom.retrieval.models.onnx_cross_encoder import OnnxCrossEncoder
+from fathom.retrieval.models.embedder import ModelNotPreparedError, OnnxEmbedder, load_embedder
+from fathom.training.prepare import ACCEPT, export_cross_encoder, prepare_embedder, verification_data
+from fathom.retrieval.models.specs import MANIFEST, MINILM, MPNET, ONNX_FP32, ONNX_INT8, TOKENIZER
+from fathom.config import ModelSettings, Settings, get_settings
 
 pytestmark = pytest.mark.slow
 

@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 
-from retrieval.settings import get_settings
+from fathom.config import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 # Every serving-side module; add new ones here.
 SERVING_MODULES = [
-    "retrieval.models.embedder",
-    "retrieval.models.cross_encoder",
-    "retrieval.pipeline",
-    "retrieval.rerank.cross_encoder",
-    "ingest.pipeline",
-    "ingest.parse",
-    "service.app",
-    "service.cli",
+    "fathom.retrieval.models.embedder",
+    "fathom.retrieval.models.onnx_cross_encoder",
+    "fathom.retrieval.query_pipeline",
+    "fathom.retrieval.rerank.cross_encoder",
+    "fathom.ingest.ingest_pipeline",
+    "fathom.ingest.parse",
+    "fathom.service.app",
+    "fathom.service.cli",
 ]
 FORBIDDEN = ["torch", "transformers", "sentence_transformers"]
 
@@ -40,13 +40,13 @@ for name in {modules!r}:
     importlib.import_module(name)
 import tempfile
 from pathlib import Path
-from retrieval.models.embedder import load_embedder
-from retrieval.models.specs import MINILM
-from retrieval.pipeline import RetrievalQuery
-from retrieval.settings import get_settings
-from retrieval.tenancy import Tenant
-from service.cli import SAMPLE_CORPUS, ingest_paths
-from service.runtime import Runtime
+from fathom.retrieval.models.embedder import load_embedder
+from fathom.retrieval.models.specs import MINILM
+from fathom.retrieval.query_pipeline import RetrievalQuery
+from fathom.config import get_settings
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+from fathom.service.runtime import Runtime
 vectors = load_embedder(MINILM).embed(["serving needs no torch", "second text"])
 assert vectors.shape == (2, MINILM.dim), vectors.shape
 # The whole serving path: parse real files, chunk, embed (MiniLM + mpnet), write, retrieve with reranking.

@@ -16,11 +16,11 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.pipeline import IngestItem
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.observability.logs import json_handler
-from service.observability.tracing import Tracing
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.observability.logs import json_handler
+from fathom.service.observability.tracing import Tracing
 from tests.ops_support import open_seeded_runtime
 from tests.support import Keys, client, live_server
 

@@ -1,4 +1,4 @@
-"""The trained rerankers' head (retrieval/models/pair_cosine_head.py): why it exists, and that it starts as a ranker.
+"""The trained rerankers' head (fathom/training/pair_cosine_head.py): why it exists, and that it starts as a ranker.
 
 The shipped MiniLM is a mean-pooled bi-encoder; a [CLS]-reading head on it
 starts from a near-constant input, which is what made fine-tuning collapse to
@@ -16,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from retrieval.models.pair_cosine_head import MODEL_TYPE, pair_cosine_from_encoder  # noqa: E402
-from retrieval.rerank.training.trainer import base_source, init_cross_encoder  # noqa: E402
+from fathom.training.pair_cosine_head import MODEL_TYPE, pair_cosine_from_encoder  # noqa: E402
+from fathom.training.rerank.trainer import base_source, init_cross_encoder  # noqa: E402
 
 QUERY = "How do vaccines teach the immune system to recognise a virus?"
 PASSAGES = [

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.document import Element, IngestError, ParsedDocument, ReasonCode
-from ingest.normalize import (
+from fathom.ingest.document import Element, IngestError, ParsedDocument, ReasonCode
+from fathom.ingest.normalize import (
     decode_text,
     dehyphenate,
     detect_language,
@@ -32,8 +32,8 @@ from ingest.normalize import (
     normalize_element_text,
     text_length,
 )
-from ingest.parse import SUPPORTED_EXTENSIONS, parse_bytes, parse_file
-from retrieval.settings import get_settings
+from fathom.ingest.parse import SUPPORTED_EXTENSIONS, parse_bytes, parse_file
+from fathom.config import get_settings
 
 # --------------------------------------------------------------------------- the table
 

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.store.base import IndexRef
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.cli import SAMPLE_CORPUS, ingest_paths
-from service.jobs.gate import recall
-from service.jobs.reindex import KIND, golden_sets
-from service.jobs.system import JobSystem
-from service.jobs.versions import SWEEP_OWNER, TenantBusy
-from service.runtime import Runtime
+from fathom.retrieval.store.contract import IndexRef
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+from fathom.service.jobs.gate import recall
+from fathom.service.jobs.reindex import KIND, golden_sets
+from fathom.service.jobs.system import JobSystem
+from fathom.service.jobs.versions import SWEEP_OWNER, TenantBusy
+from fathom.service.runtime import Runtime
 from tests.jobs_support import building, cacm_corpus, copy_embedding_cache, job_settings, upload_texts, wait_job
 from tests.support import Keys, client, live_server
 
@@ -299,7 +299,7 @@ def test_restart_drops_half_built_version_and_cli_reindex_and_rollback(tmp_path,
     env = {**os.environ, "DO_NOT_TRACK": "1", "FATHOM_STATE_DIR": str(state), "FATHOM_RERANK__KIND": "none",
            "FATHOM_INGEST__EMBED_MPNET": "false", "FATHOM_CACHE__ENABLED": "false"}
     env.pop("FATHOM_REDIS_URL", None)
-    cli = [sys.executable, "-m", "service.cli"]
+    cli = [sys.executable, "-m", "fathom.service.cli"]
     run = subprocess.run([*cli, "reindex", "--tenant", "z", "--chunker", "fixed"], env=env, capture_output=True,
                          text=True, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr

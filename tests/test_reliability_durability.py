@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks.datasets import load_beir
+from fathom.benchmarks.datasets import load_beir
 from tests.ops_support import RedisServer
 from tests.server_process import ServerProcess, audit, manifest, registry_ok, server_env, source_hash
 from tests.support import Keys, client

@@ -42,14 +42,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.pipeline import IngestItem
-from retrieval.guard import DEGRADING
-from retrieval.rerank.base import RerankTimeout
-from retrieval.settings import LimitSettings
-from retrieval.store.base import IndexRef
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.runtime import Runtime
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.retrieval.guard import DEGRADING
+from fathom.retrieval.rerank.interface import RerankTimeout
+from fathom.config import LimitSettings
+from fathom.retrieval.store.contract import IndexRef
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.runtime import Runtime
 from tests.ops_support import RedisServer, open_seeded_runtime, running_redis
 from tests.support import Keys, client, free_port, live_server
 

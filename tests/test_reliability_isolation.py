@@ -45,10 +45,10 @@ from hypothesis import HealthCheck, Phase, assume, given, note, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.auth import generate_key, hash_key
-from service.runtime import Runtime
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.auth import generate_key, hash_key
+from fathom.service.runtime import Runtime
 from tests.ops_support import RedisServer, running_redis
 from tests.support import client, live_server
 
@@ -395,9 +395,9 @@ def test_server_store_collection_names_never_collide_across_tenants(first, secon
     """
     import numpy as np
 
-    from retrieval.bm25 import Bm25Encoder
-    from retrieval.store.base import ChunkPoint, IndexLayout, IndexRef, SearchRequest
-    from retrieval.store.server import ServerStore
+    from fathom.retrieval.bm25 import Bm25Encoder
+    from fathom.retrieval.store.contract import ChunkPoint, IndexLayout, IndexRef, SearchRequest
+    from fathom.retrieval.store.server_store import ServerStore
 
     store, enc = ServerStore.from_url(":memory:"), Bm25Encoder()
     for tid in (first, second):

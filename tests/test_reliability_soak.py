@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks.datasets import load_beir
-from service.cli import SAMPLE_CORPUS
+from fathom.benchmarks.datasets import load_beir
+from fathom.service.cli import SAMPLE_CORPUS
 from tests.ops_support import RedisServer
 from tests.server_process import REPO, ServerProcess, server_env
 from tests.support import Keys

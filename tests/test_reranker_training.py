@@ -20,21 +20,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.guard import GuardPolicy, Reason, Status
-from retrieval.models.prepare import sha256_files
-from retrieval.models.specs import MANIFEST, MINILM, ONNX_FP32, ONNX_INT8, TOKENIZER
-from retrieval.pipeline import RerankConfig, RetrievalQuery
-from retrieval.rerank.adaptive import AdaptivePolicy, decide_depth, dense_lead
-from retrieval.rerank.base import Candidate, Deadline, RerankTimeout
-from retrieval.rerank.cross_encoder import MODEL_CARD, CrossEncoderReranker, first_stage_prior
-from retrieval.rerank.training.card import HF_DIR
-from retrieval.rerank.training.data import CorpusRecord, LabelledQuery, QueryList, Section
-from retrieval.rerank.training.evaluate import fit_answerable, ndcg_at_10
-from retrieval.rerank.training.mining import MiningConfig, MiningStats, mine_labelled, split_by, training_pairs
-from retrieval.rerank.training.neardup import NearDuplicateFilter, overlap, shingles
-from retrieval.rerank.training.pseudo import PseudoQueryConfig, pseudo_queries, split_lead
-from retrieval.settings import Settings
-from retrieval.store.base import Hit
+from fathom.retrieval.guard import GuardPolicy, Reason, Status
+from fathom.training.prepare import sha256_files
+from fathom.retrieval.models.specs import MANIFEST, MINILM, ONNX_FP32, ONNX_INT8, TOKENIZER
+from fathom.retrieval.query_pipeline import RerankConfig, RetrievalQuery
+from fathom.retrieval.rerank.adaptive import AdaptivePolicy, decide_depth, dense_lead
+from fathom.retrieval.rerank.interface import Candidate, Deadline, RerankTimeout
+from fathom.retrieval.rerank.cross_encoder import MODEL_CARD, CrossEncoderReranker, first_stage_prior
+from fathom.training.rerank.card import HF_DIR
+from fathom.training.rerank.data import CorpusRecord, LabelledQuery, QueryList, Section
+from fathom.training.rerank.evaluate import fit_answerable, ndcg_at_10
+from fathom.training.rerank.mining import MiningConfig, MiningStats, mine_labelled, split_by, training_pairs
+from fathom.training.rerank.neardup import NearDuplicateFilter, overlap, shingles
+from fathom.training.rerank.pseudo import PseudoQueryConfig, pseudo_queries, split_lead
+from fathom.config import Settings
+from fathom.retrieval.store.contract import Hit
 
 TRAIN_QUERIES = 36
 CORPUS_DOCS = 160
@@ -101,7 +101,7 @@ TINY = ["--max-length", "96", "--steps", "6", "--batch-size", "8", "--depth", "1
 
 
 def run_cli(settings: Settings, *argv: str) -> None:
-    from service.cli import build_parser
+    from fathom.service.cli import build_parser
 
     args = build_parser().parse_args(list(argv))
     assert args.fn(args, settings) == 0
@@ -122,7 +122,7 @@ def labelled_model(train_settings: Settings, mini_scifact: Path) -> Path:
 @pytest.fixture(scope="module")
 def bench_index(train_settings: Settings, mini_scifact: Path, labelled_model: Path) -> Iterator[Any]:
     """The index the training mined from, reopened (ingestion is idempotent: nothing is re-embedded)."""
-    from benchmarks.quality import build_index
+    from fathom.benchmarks.quality import build_index
 
     index = build_index(mini_scifact, train_settings, split="train", state_dir=index_dir(train_settings),
                         log=lambda _: None)
@@ -132,7 +132,7 @@ def bench_index(train_settings: Settings, mini_scifact: Path, labelled_model: Pa
 
 @pytest.fixture(scope="module")
 def pipeline(bench_index: Any) -> Any:
-    from retrieval.factory import build_pipeline
+    from fathom.retrieval.components import build_pipeline
 
     return build_pipeline(bench_index.settings, bench_index.store, bench_index.models)
 
@@ -193,7 +193,7 @@ def test_distilled_student_is_smaller_and_records_its_teacher(train_settings: Se
 
 def test_the_card_sets_the_served_sizes_and_settings_override_them(labelled_model: Path, bench_index: Any) -> None:
     """Served by default at the length it was trained at and the card's depth; FATHOM_RERANK__* still win."""
-    from retrieval.factory import DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH, build_pipeline, rerank_sizes
+    from fathom.retrieval.components import DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH, build_pipeline, rerank_sizes
 
     card = json.loads((labelled_model / MODEL_CARD).read_text())
     assert card["serving"]["depth"] == 7 and card["serving"]["max_length"] == 96 == card["max_length"]
@@ -262,7 +262,7 @@ def test_adaptive_depth_skips_or_shortens_without_degrading(labelled_model: Path
 
 
 def test_hard_negatives_exclude_positives_and_their_copies(pipeline: Any, bench_index: Any) -> None:
-    from service.reranker_commands import _miner, _records
+    from fathom.training.commands import _miner, _records
 
     records = _records(bench_index.store, bench_index.tenant)
     qrels = bench_index.dataset.qrels

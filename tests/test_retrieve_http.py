@@ -12,14 +12,14 @@ from __future__ import annotations
 import itertools
 import pytest
 
-from benchmarks.datasets import load_beir
-from ingest.pipeline import IngestItem
-from retrieval.pipeline import RerankConfig
-from retrieval.store.server import ServerStore
-from retrieval.tenancy import Tenant
-from service.app import create_app
-from service.cli import SAMPLE_CORPUS, ingest_paths
-from service.runtime import Runtime
+from fathom.benchmarks.datasets import load_beir
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.retrieval.query_pipeline import RerankConfig
+from fathom.retrieval.store.server_store import ServerStore
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.app import create_app
+from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+from fathom.service.runtime import Runtime
 from tests.support import Keys, client, free_port, live_server
 
 SECRET = ("Project Nightjar's internal launch codename for the graphene desalination membrane is BLUE HERON, "

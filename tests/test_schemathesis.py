@@ -33,10 +33,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from retrieval.settings import get_settings
-from service.app import create_app
-from service.cli import SAMPLE_CORPUS, ingest_paths
-from service.runtime import Runtime
+from fathom.config import get_settings
+from fathom.service.app import create_app
+from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
+from fathom.service.runtime import Runtime
 from tests.jobs_support import job_settings
 from tests.support import Keys, client, live_server
 

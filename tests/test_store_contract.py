@@ -7,8 +7,8 @@ import uuid
 import numpy as np
 import pytest
 
-from retrieval.bm25 import Bm25Encoder
-from retrieval.store.base import (
+from fathom.retrieval.bm25 import Bm25Encoder
+from fathom.retrieval.store.contract import (
     RERANK,
     ChunkPoint,
     IndexLayout,
@@ -18,9 +18,9 @@ from retrieval.store.base import (
     SearchRequest,
     StoreUnavailable,
 )
-from retrieval.store.edge import EdgeStore
-from retrieval.store.server import ServerStore
-from retrieval.tenancy import InvalidTenant, Tenant
+from fathom.retrieval.store.edge_store import EdgeStore
+from fathom.retrieval.store.server_store import ServerStore
+from fathom.retrieval.tenancy import InvalidTenant, Tenant
 
 DOCS = {
     "bees": "Forager honeybees perform a waggle dance to show nestmates the direction of flowers.",

@@ -21,12 +21,12 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ingest.pipeline import IngestItem
-from retrieval.factory import open_store
-from retrieval.store.base import IndexRef, StoreUnavailable
-from retrieval.store.server import ClusterOptions, ServerStore
-from retrieval.tenancy import Tenant
-from service.store_commands import init_store
+from fathom.ingest.ingest_pipeline import IngestItem
+from fathom.retrieval.components import open_store
+from fathom.retrieval.store.contract import IndexRef, StoreUnavailable
+from fathom.retrieval.store.server_store import ClusterOptions, ServerStore
+from fathom.retrieval.tenancy import Tenant
+from fathom.service.store_commands import init_store
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,10 +107,10 @@ def test_init_is_idempotent_and_creates_the_layout_the_service_uses(server_setti
 
 
 def test_first_ingest_after_init_uses_the_created_version_with_read_and_write_settings(server_settings):
-    from ingest.factory import build_ingest
-    from ingest.registry import Registry
-    from retrieval.factory import build_pipeline, load_models
-    from retrieval.pipeline import RetrievalQuery
+    from fathom.ingest.wiring import build_ingest
+    from fathom.ingest.registry import Registry
+    from fathom.retrieval.components import build_pipeline, load_models
+    from fathom.retrieval.query_pipeline import RetrievalQuery
 
     store, client = _store(server_settings)
     init_store(server_settings, ["acme"], store=store)
@@ -189,7 +189,7 @@ def test_retries_are_bounded_and_client_errors_are_not_retried():
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "fathom.service.cli", *args], cwd=REPO, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=600)
 
 

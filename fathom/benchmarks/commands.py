@@ -1,0 +1,101 @@
+"""``fathom bench ...``: the benchmark commands, registered onto the CLI as a ``fathom.cli`` plugin.
+
+The serving CLI (``fathom.service.cli``) finds this module through its entry point and never imports it, so the
+benchmarks stay the outer layer: they import the service, never the other way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fathom.benchmarks.perf_commands import add_perf_commands
+from fathom.config import Settings
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_bench_quality(args: argparse.Namespace, settings: Settings) -> int:
+    from fathom.benchmarks.quality import format_table, run_quality
+
+    if args.rerank:
+        settings = settings.model_copy(update={"rerank": settings.rerank.model_copy(update={"kind": args.rerank})})
+    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    extra = []
+    if args.rerankers:
+        from fathom.benchmarks.rerank_bench import load_rerankers
+
+        extra = load_rerankers(settings, args.rerankers.split(","), fp32=args.rerank_fp32)
+    results = run_quality(dataset, settings, split=args.split, chunker=args.chunker, max_queries=args.max_queries,
+                          state_dir=Path(args.keep_index) if args.keep_index else None, source=args.source,
+                          extra_rerankers=extra)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_bench_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Fit the guard's confidence calibration on a train split; prints the settings to use."""
+    from fathom.benchmarks.calibrate import calibrate
+    from fathom.benchmarks.quality import build_index
+
+    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    index = build_index(dataset, settings, split=args.split, state_dir=Path(args.keep_index) if args.keep_index else None)
+    try:
+        result = calibrate(index, rerank=settings.rerank.kind != "none")
+    finally:
+        index.close()
+    _print_json(result)
+    if "dense" in result:
+        print(f"FATHOM_GUARD__DENSE_CALIBRATION='[{result['dense']['a']}, {result['dense']['b']}]'", file=sys.stderr)
+    return 0
+
+
+def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from fathom.benchmarks.ingest_bench import format_ingest, run_ingest_bench
+
+    with tempfile.TemporaryDirectory(prefix="fathom-bench-ingest-") as tmp:
+        results = run_ingest_bench(settings, settings.data_dir, tmp=Path(tmp))
+    print(format_ingest(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(cli: Any) -> None:
+    """``fathom.cli`` entry point: add ``fathom bench quality|calibrate|ingest|load|scale|hnsw``."""
+    bench = cli.group("bench", "benchmarks")
+    bq = bench.add_parser("quality", help="nDCG/recall/MRR on a BEIR-layout dataset")
+    bq.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
+    bq.add_argument("--json", help="write results JSON here")
+    bq.add_argument("--split", default="test")
+    bq.add_argument("--chunker", choices=["semantic", "fixed"])
+    bq.add_argument("--rerank", choices=["none", "mpnet", "cross-encoder"])
+    bq.add_argument("--max-queries", type=int)
+    bq.add_argument("--keep-index", metavar="DIR", help="keep the ingested index in DIR and reuse it next time")
+    bq.add_argument("--source", choices=["corpus", "raw"], default="corpus",
+                    help="raw: ingest the dataset's original files (raw/*.tar.gz) through the file path")
+    bq.add_argument("--rerankers", metavar="NAME,...", help="add a row per trained reranker (<model_dir>/rerankers/)")
+    bq.add_argument("--rerank-fp32", action="store_true", help="with --rerankers: also each one's fp32 row")
+    bq.set_defaults(fn=cmd_bench_quality)
+    bc = bench.add_parser("calibrate", help="fit the guard's confidence calibration on a train split")
+    bc.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
+    bc.add_argument("--split", default="train")
+    bc.add_argument("--keep-index", metavar="DIR")
+    bc.set_defaults(fn=cmd_bench_calibrate)
+    bi = bench.add_parser("ingest", help="ingest throughput, chunker comparison, raw files vs corpus.jsonl")
+    bi.add_argument("--json", help="write results JSON here")
+    bi.set_defaults(fn=cmd_bench_ingest)
+    add_perf_commands(bench)

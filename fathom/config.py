@@ -1,0 +1,268 @@
+"""The one place for Fathom's settings.
+
+Every knob is an environment variable with the ``FATHOM_`` prefix; nested groups
+use ``__`` (``FATHOM_RERANK__DEPTH=50``). Settings live in the lowest layer
+(``retrieval``) so that ``ingest`` and ``service`` can read them without
+importing upwards.
+
+Paths default to a ``.fathom/`` folder beside the current working directory so
+that a fresh checkout never picks up state or models from somewhere else.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ModelSettings(BaseModel):
+    """Where models live and how their runtime sessions are sized."""
+
+    dir: Path | None = Field(None, description="Model cache; default <home>/models")
+    threads: int = Field(2, ge=1, description="onnxruntime intra-op threads per session")
+    embed_batch_size: int = Field(32, ge=1)
+    quantized: bool = Field(True, description="Serve the int8 embedder (verified at prepare time)")
+    # Spinning keeps intra-op threads busy-waiting for the next parallel section after a run ends; with several
+    # request threads and 2 cores that steals the CPU the next request (or the store query) needs. Off measured
+    # about half the CPU per query embedding and twice the throughput at 4 concurrent (README: Performance).
+    allow_spinning: bool = Field(False, description="onnxruntime intra-op thread spin-waiting between runs")
+
+
+class StoreSettings(BaseModel):
+    """Vector store backend.
+
+    ``edge`` is the embedded Qdrant engine (one process owns the shards);
+    ``server`` talks to a Qdrant cluster through qdrant-client.
+    """
+
+    backend: Literal["edge", "server"] = "edge"
+    url: str | None = Field(None, description="Qdrant server URL (server backend); ':memory:' for local mode")
+    api_key: str | None = None
+    collection_prefix: str = "fathom"
+    # Tuned by `fathom bench hnsw` on the MiniLM vectors of SciFact + CACM (14.4k chunks) and a 100k corpus grown
+    # from them: recall@100 of the dense leg vs exact search 0.9956 / 0.9928 (m=16, ef_construct=100, ef=128 gave
+    # 0.977 / 0.959); ef_construct 200 costs ~1.6x optimize() time, ef 256 ~+0.3 ms per dense search.
+    # Qdrant searches with max(ef, limit), so the hybrid prefetch (retrieval.prefetch_limit 200) never goes lower.
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 200
+    hnsw_ef: int = 256
+    timeout_s: float = 5.0
+    # Server backend on a cluster (ignored by the embedded engine). Fixed per collection at creation:
+    shard_number: int | None = Field(None, description="Shards per collection (server default: one per node)")
+    replication_factor: int | None = Field(None, description="Copies of each shard; 2+ survives a node loss")
+    write_consistency_factor: int | None = Field(None, description="Replicas that must acknowledge a write")
+    # Per request:
+    read_consistency: str | None = Field(None, pattern=r"^(majority|quorum|all|[1-9][0-9]*)$",
+                                         description="majority | quorum | all | <replica count>")
+    write_ordering: Literal["weak", "medium", "strong"] | None = None
+    retries: int = Field(3, ge=0, description="Retries of a transient failure (transport, timeout, 5xx, 429)")
+    retry_backoff_s: float = Field(0.1, gt=0, description="First retry delay; doubles per retry, capped at 2 s")
+
+
+class RetrievalSettings(BaseModel):
+    """First stage: hybrid BM25 + dense search and fusion."""
+
+    # `fathom bench quality` on SciFact test (MiniLM int8, semantic chunks, 200 per leg): DBSF nDCG@10 0.7311,
+    # R@100 0.9610; RRF k=2 0.7211 / 0.9560 (Qdrant's published tuning: 0.732 / 0.7175).
+    fusion: Literal["rrf", "dbsf"] = Field("dbsf", description="Fusion of the BM25 and dense legs")
+    rrf_k: int = Field(2, ge=1, description="RRF constant; Qdrant's tuning on SciFact found k=2 best")
+    prefetch_limit: int = Field(200, ge=1, description="Candidates per leg before fusion")
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+    max_top_k: int = 100
+
+
+# Default rerank depth `fathom reranker train|distil` writes to a model's card: the deepest at which the 2-layer
+# student's rerank stage stays under 40 ms P95 on 2 cores (README > Benchmarks, the rerank curve).
+CROSS_ENCODER_SERVE_DEPTH = 10
+
+
+class RerankSettings(BaseModel):
+    """Second stage. ``kind`` selects the implementation behind the Reranker interface."""
+
+    kind: Literal["none", "mpnet", "cross-encoder"] = "mpnet"
+    depth: int | None = Field(None, ge=1, description="Fused candidates handed to the reranker (default: a trained "
+                                                       "cross-encoder's card, else 50)")
+    max_length: int | None = Field(None, ge=16, description="Token limit per query-passage input (default: the "
+                                                             "length a trained cross-encoder was trained at, else 256)")
+    budget_ms: float = Field(250.0, gt=0, description="Past this the fused order is returned, flagged degraded")
+    cross_encoder_dir: Path | None = Field(None, description="HF-format cross-encoder folder (exported to ONNX on first use)")
+    mpnet_weight: float = Field(0.5, ge=0, le=1, description="Blend of mpnet cosine vs first-stage cosine")
+    # sigmoid(a * score + b) of the mpnet rescoring score, once fitted with `fathom bench calibrate` on an index
+    # with mpnet vectors. Unset (the default): the guard judges mpnet-reranked chunks by their first-stage dense
+    # cosine (GuardSettings.dense_calibration, which was fitted), never by an unfitted mapping.
+    mpnet_calibration: tuple[float, float] | None = None
+    adaptive: bool = Field(False, description="Skip/shorten reranking when fusion is already confident (opt-in: "
+                                               "measure the margin with `fathom bench rerank-curve --adaptive`)")
+    adaptive_margin: float = Field(0.10, description="Dense-cosine lead of the fused top-1 over the next document "
+                                                      "that counts as confident (adaptive depth)")
+    confident_depth: int = Field(0, ge=0, description="Depth reranked when fusion is confident; 0 skips reranking")
+    cross_encoder_name: str | None = Field(None, description="A reranker trained by `fathom reranker train`, by name "
+                                                              "under <model_dir>/rerankers/ (cross_encoder_dir wins)")
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads of the cross-encoder session; "
+                                                         "default models.threads")
+
+
+class GuardSettings(BaseModel):
+    """Empty-context guard thresholds (defaults; tenants may override)."""
+
+    # Confidences are calibrated probabilities that the query is answerable from the corpus (fathom/retrieval/calibration.py).
+    min_confidence: float = Field(0.50, ge=0, le=1, description="Below this the response is no_relevant_context")
+    min_chunk_confidence: float = Field(0.20, ge=0, le=1, description="Chunks under this are dropped as junk")
+    # sigmoid(a * cosine + b) for the first-stage dense cosine, used when no reranker scored a chunk.
+    # Fitted by `fathom bench calibrate` on SciFact train (809 queries) vs fathom/benchmarks/offtopic_calibration.txt.
+    dense_calibration: tuple[float, float] = (31.39, -13.39)
+
+
+class IngestSettings(BaseModel):
+    chunker: Literal["semantic", "fixed"] = "semantic"
+    max_chunk_tokens: int = 256
+    min_chunk_tokens: int = 48
+    semantic_breakpoint_percentile: float = 90.0
+    redact_pii: bool = False
+    min_text_chars: int = 20
+    embed_mpnet: bool = Field(True, description="Compute mpnet vectors at index time for the mpnet reranker")
+    max_document_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Per-file limit of POST /v1/documents; "
+                                                                          "a larger file fails alone (too_large)")
+    max_batch_documents: int = Field(100, ge=1, description="Documents per POST /v1/documents request")
+    # Zip-based formats (DOCX, XLSX, PPTX, ODT, EPUB) are checked from the zip's central directory before any
+    # parser inflates them: a 300 KB upload can hold gigabytes of zeros (a "zip bomb").
+    max_archive_uncompressed_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Most a zip-based document may inflate to (all members together); "
+                                             "over it the document fails (decompression_bomb)")
+    max_archive_ratio: float = Field(
+        200.0, gt=1, description="Most a zip member over 1 MiB may inflate relative to its compressed size "
+                                 "(text XML reaches ~10-50x; bombs ~1000x)")
+
+
+class ServiceSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys_file: Path | None = None
+    api_keys: str | None = Field(None, description='JSON {"keys": [{"id", "sha256", "tenant", "role"}]}')
+    tenants_file: Path | None = Field(None, description="Per-tenant guard thresholds and golden sets (JSON)")
+    request_timeout_ms: float = 2000.0
+    max_request_bytes: int = 20 * 1024 * 1024
+    log_level: str = "INFO"
+    debug_log_content: bool = False
+
+
+class CacheSettings(BaseModel):
+    """Answer cache: in Redis with ``FATHOM_REDIS_URL``, else in-process.
+
+    Entries are scoped by tenant, live index version and the tenant's write
+    generation (bumped by every ingest, delete and index activation), so a
+    write invalidates by construction instead of by a purge that could race.
+    """
+
+    enabled: bool = True
+    ttl_s: int = Field(600, ge=1, description="Lifetime of a cached answer")
+    semantic: bool = Field(True, description="After an exact miss, reuse the answer of a near-identical question")
+    # MiniLM cosines to "How do honeybees tell each other where flowers are?": "... where the flowers are?" 0.992,
+    # "In what way do ..." 0.982, "Why do ..." 0.972, "... where flowers aren't?" 0.982, "How do wasps ..." 0.80.
+    # A hit reuses retrieved context (not an LLM answer), so a near-duplicate question getting the same chunks is
+    # usually right; raise this where negations must never share context.
+    semantic_threshold: float = Field(0.98, gt=0, le=1, description="Query-embedding cosine needed for a semantic hit")
+    max_entries_per_scope: int = Field(128, ge=1, description="Answers kept per tenant/index version/parameters; "
+                                                               "bounds memory and the semantic scan")
+    memory_max_scopes: int = Field(256, ge=1, description="In-process cache only: scopes kept (least recently used)")
+    key_prefix: str = Field("fathom", description="Redis key prefix (several deployments may share one Redis)")
+
+
+class LimitSettings(BaseModel):
+    """Admission control: token buckets per API key and per tenant, and request body sizes."""
+
+    enabled: bool = True
+    key_rate: float = Field(20.0, gt=0, description="Sustained requests per second per API key")
+    key_burst: int = Field(40, ge=1, description="Requests an idle API key may send at once")
+    tenant_rate: float = Field(100.0, gt=0, description="Sustained requests per second per tenant, all keys together")
+    tenant_burst: int = Field(200, ge=1)
+    retrieve_max_bytes: int = Field(64 * 1024, ge=1024,
+                                    description="Body limit of POST /v1/retrieve; other routes use service.max_request_bytes")
+
+
+class RedisSettings(BaseModel):
+    """How this process uses ``FATHOM_REDIS_URL`` (the answer cache and the rate limiter share one client)."""
+
+    timeout_ms: float = Field(250.0, gt=0, description="Connect and command timeout")
+    retry_after_s: float = Field(5.0, ge=0, description="After a Redis error, Redis is bypassed this long before the next try")
+
+
+class ObservabilitySettings(BaseModel):
+    """Tracing (metrics are always on at /metrics; logs are JSON lines, see service.debug_log_content)."""
+
+    trace_exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces URL; default: the OTEL_EXPORTER_OTLP_* env vars")
+    service_name: str = "fathom"
+
+
+class JobSettings(BaseModel):
+    """Background jobs (reindex): who consumes the queue, liveness, the per-tenant lock and the evaluation gate.
+
+    The queue and job records live in Redis when ``FATHOM_REDIS_URL`` is set,
+    in process memory otherwise.
+    """
+
+    consumer_in_api: bool | None = Field(
+        None, description="Run the job consumer inside the API process. Default: yes, except with the server store "
+                          "backend and Redis, where `fathom worker` processes consume (the embedded store can only "
+                          "be written by the process that owns it, so with it the API always consumes)")
+    heartbeat_s: float = Field(2.0, gt=0, description="How often a running job records that it is alive")
+    heartbeat_timeout_s: float = Field(30.0, gt=0, description="A running job silent this long is declared dead: "
+                                                                 "marked failed and its half-built version dropped")
+    lock_ttl_s: float = Field(60.0, gt=0, description="Expiry of a running reindex's tenant lock (refreshed by heartbeats)")
+    queued_lock_ttl_s: float = Field(3600.0, gt=0, description="How long a queued reindex reserves its tenant")
+    retention_s: int = Field(7 * 24 * 3600, ge=60, description="Finished job records are kept this long (Redis)")
+    gate_max_recall_drop: float = Field(0.02, ge=0, le=1, description="The swap is refused if recall@10 on the "
+                                                                       "tenant's golden set drops by more than this")
+    golden_max_queries: int = Field(1000, ge=1, description="Largest golden set accepted")
+    key_prefix: str = Field("fathom", description="Redis key prefix of the queue, job records and locks")
+
+
+class Settings(BaseSettings):
+    """Root settings object; build it with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="FATHOM_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(Path(".fathom"), description="Root for models and state")
+    data_dir: Path = Field(_REPO_ROOT.parent / "shared" / "data", description="Judged datasets (BEIR layout)")
+    state_dir: Path | None = Field(None, description="Index shards, manifests, registry; default <home>/state")
+    registry_url: str | None = Field(None, description="SQLAlchemy URL of the document registry")
+    redis_url: str | None = None
+
+    models: ModelSettings = ModelSettings()
+    store: StoreSettings = StoreSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    rerank: RerankSettings = RerankSettings()
+    guard: GuardSettings = GuardSettings()
+    ingest: IngestSettings = IngestSettings()
+    service: ServiceSettings = ServiceSettings()
+    cache: CacheSettings = CacheSettings()
+    limits: LimitSettings = LimitSettings()
+    redis: RedisSettings = RedisSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    jobs: JobSettings = JobSettings()
+
+    @property
+    def model_dir(self) -> Path:
+        return (self.models.dir or self.home / "models").resolve()
+
+    @property
+    def state_path(self) -> Path:
+        return (self.state_dir or self.home / "state").resolve()
+
+    @property
+    def registry(self) -> str:
+        return self.registry_url or f"sqlite:///{self.state_path / 'registry.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()

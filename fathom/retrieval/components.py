@@ -1,0 +1,105 @@
+"""Build retrieval components from settings (store, model sessions, reranker, pipeline).
+
+Model sessions are expensive (hundreds of ms and tens of MB each), so a
+:class:`Models` bundle is loaded once per process and shared by the
+pipeline, the indexer and the chunker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params
+from fathom.retrieval.calibration import Logistic
+from fathom.retrieval.models.embedder import OnnxEmbedder, load_embedder
+from fathom.retrieval.models.specs import MINILM, MPNET
+from fathom.retrieval.query_pipeline import FirstStageConfig, RerankConfig, RetrievalPipeline
+from fathom.retrieval.rerank.interface import Reranker
+from fathom.retrieval.rerank.bi_encoder import BiEncoderRescorer
+from fathom.config import Settings
+from fathom.retrieval.store.contract import VectorStore
+
+
+@dataclass
+class Models:
+    dense: OnnxEmbedder
+    rerank: OnnxEmbedder | None = None    # mpnet, for index-time vectors and query-time rescoring
+
+
+def open_store(settings: Settings) -> VectorStore:
+    s = settings.store
+    if s.backend == "server":
+        from fathom.retrieval.store.server_store import ClusterOptions, ServerStore
+
+        if not s.url:
+            raise ValueError("FATHOM_STORE__URL is required with FATHOM_STORE__BACKEND=server")
+        cluster = ClusterOptions(shard_number=s.shard_number, replication_factor=s.replication_factor,
+                                 write_consistency_factor=s.write_consistency_factor,
+                                 read_consistency=s.read_consistency, write_ordering=s.write_ordering,
+                                 retries=s.retries, backoff_s=s.retry_backoff_s)
+        return ServerStore.from_url(s.url, api_key=s.api_key, timeout_s=s.timeout_s, prefix=s.collection_prefix,
+                                    hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct, cluster=cluster)
+    from fathom.retrieval.store.edge_store import EdgeStore
+
+    return EdgeStore(Path(settings.state_path) / "edge", hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct)
+
+
+def load_models(settings: Settings, *, with_rerank: bool | None = None) -> Models:
+    """The dense embedder always; mpnet when the mpnet reranker or index-time mpnet vectors need it."""
+    need_mpnet = (settings.rerank.kind == "mpnet" or settings.ingest.embed_mpnet) if with_rerank is None else with_rerank
+    return Models(dense=load_embedder(MINILM, settings), rerank=load_embedder(MPNET, settings) if need_mpnet else None)
+
+
+def build_reranker(settings: Settings, models: Models) -> Reranker | None:
+    kind = settings.rerank.kind
+    if kind == "none":
+        return None
+    if kind == "mpnet":
+        if models.rerank is None:
+            raise ValueError("the mpnet reranker needs the mpnet model loaded")
+        return BiEncoderRescorer(models.rerank, weight=settings.rerank.mpnet_weight,
+                                 calibration=(Logistic(*settings.rerank.mpnet_calibration)
+                                              if settings.rerank.mpnet_calibration else None))
+    from fathom.retrieval.rerank.cross_encoder import CrossEncoderReranker
+
+    k = settings.rerank
+    if k.cross_encoder_dir is None and k.cross_encoder_name is None:
+        raise ValueError("FATHOM_RERANK__CROSS_ENCODER_DIR or FATHOM_RERANK__CROSS_ENCODER_NAME is required with "
+                         "FATHOM_RERANK__KIND=cross-encoder")
+    path = k.cross_encoder_dir or settings.model_dir / "rerankers" / str(k.cross_encoder_name)
+    return CrossEncoderReranker.from_dir(path, threads=k.threads or settings.models.threads)
+
+
+# Rerank sizes when neither the settings nor the reranker name them (the mpnet rescoring's measured defaults).
+DEFAULT_RERANK_DEPTH = 50
+DEFAULT_RERANK_MAX_LENGTH = 256
+
+
+def rerank_sizes(settings: Settings, reranker: Reranker | None) -> tuple[int, int]:
+    """(depth, max_length): the settings when set, else the reranker's own defaults, else the kind-wide ones.
+
+    A trained cross-encoder's card names the length it was trained at and the
+    depth its rerank curve fits into the latency budget; serving a 2-layer
+    model trained on 128 tokens at the mpnet rescoring's 50 x 256 would cost
+    ~5x the time for no measured gain.
+    """
+    k = settings.rerank
+    own_depth, own_length = (reranker.default_depth, reranker.default_max_length) if reranker else (None, None)
+    return k.depth or own_depth or DEFAULT_RERANK_DEPTH, k.max_length or own_length or DEFAULT_RERANK_MAX_LENGTH
+
+
+def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
+    r, k = settings.retrieval, settings.rerank
+    reranker = reranker if reranker is not None else build_reranker(settings, models)
+    depth, max_length = rerank_sizes(settings, reranker)
+    return RetrievalPipeline(
+        store, models.dense,
+        bm25=Bm25Encoder(Bm25Params(r.bm25_k1, r.bm25_b)),
+        reranker=reranker,
+        first_stage=FirstStageConfig(fusion=r.fusion, rrf_k=r.rrf_k, prefetch_limit=r.prefetch_limit,
+                                     hnsw_ef=settings.store.hnsw_ef),
+        rerank=RerankConfig(depth=depth, max_length=max_length, budget_ms=k.budget_ms, adaptive=k.adaptive,
+                            adaptive_margin=k.adaptive_margin, confident_depth=k.confident_depth),
+        dense_calibration=Logistic(*settings.guard.dense_calibration),
+    )

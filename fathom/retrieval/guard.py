@@ -1,0 +1,83 @@
+"""Empty-context guard: decide whether the context is worth handing to an LLM.
+
+The guard never lets an empty list go out as ``ok``. It turns the stage
+outcomes and relevance signals into one of four statuses:
+
+* ``ok`` - relevant chunks found, every stage ran as configured;
+* ``degraded`` - relevant chunks found, but a stage fell back (embedder down:
+  BM25 only; reranker failed or overran: fused order). ``reasons`` says which;
+* ``no_relevant_context`` - nothing (or nothing relevant enough) was found.
+  The chunks list is empty on purpose: junk context makes LLMs hallucinate;
+* ``unavailable`` - a dependency the answer needs (the store) is down; the API
+  answers 503. Produced by the pipeline, listed here for completeness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fathom.retrieval.rerank.interface import Candidate
+
+
+class Status(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    NO_RELEVANT_CONTEXT = "no_relevant_context"
+    UNAVAILABLE = "unavailable"
+
+
+class Reason(StrEnum):
+    """Machine-readable reason codes (public API: add, never rename)."""
+
+    EMPTY_INDEX = "empty_index"                    # the tenant has nothing indexed
+    NO_CANDIDATES = "no_candidates"                # the search matched nothing
+    BELOW_RELEVANCE_THRESHOLD = "below_relevance_threshold"   # every candidate scored under the chunk threshold
+    LOW_CONFIDENCE = "low_confidence"              # the best candidate is under the response threshold
+    EMBEDDER_FAILED = "embedder_failed"            # dense leg skipped; BM25 only
+    RERANKER_FAILED = "reranker_failed"            # fused order returned
+    RERANKER_TIMEOUT = "reranker_timeout"          # fused order returned
+    RERANK_SKIPPED_CONFIDENT = "rerank_skipped_confident"   # adaptive: fusion was already decisive (not a degradation)
+    RERANK_SHORTENED_CONFIDENT = "rerank_shortened_confident"   # adaptive: a shorter head was reranked (not a degradation)
+    STORE_UNAVAILABLE = "store_unavailable"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+
+
+# deadline_exceeded: the request deadline passed before reranking, so the fused order went out.
+DEGRADING = frozenset({Reason.EMBEDDER_FAILED, Reason.RERANKER_FAILED, Reason.RERANKER_TIMEOUT,
+                       Reason.DEADLINE_EXCEEDED})
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    """Per-tenant thresholds (defaults come from settings; tenants may override)."""
+
+    min_confidence: float = 0.30
+    min_chunk_confidence: float = 0.20
+
+
+@dataclass(slots=True)
+class GuardDecision:
+    status: Status
+    reasons: list[Reason]
+    confidence: float
+    kept: list[Candidate]
+
+
+def decide(candidates: list[Candidate], policy: GuardPolicy, stage_reasons: list[Reason]) -> GuardDecision:
+    """Apply the thresholds to already-scored candidates (``confidence`` filled in by the pipeline)."""
+    reasons = list(stage_reasons)
+    if not candidates:
+        if Reason.EMPTY_INDEX not in reasons:
+            reasons.append(Reason.NO_CANDIDATES)
+        return GuardDecision(Status.NO_RELEVANT_CONTEXT, reasons, 0.0, [])
+    top = max(c.confidence for c in candidates)
+    kept = [c for c in candidates if c.confidence >= policy.min_chunk_confidence]
+    if not kept:
+        reasons.append(Reason.BELOW_RELEVANCE_THRESHOLD)
+        return GuardDecision(Status.NO_RELEVANT_CONTEXT, reasons, top, [])
+    if top < policy.min_confidence:
+        reasons.append(Reason.LOW_CONFIDENCE)
+        return GuardDecision(Status.NO_RELEVANT_CONTEXT, reasons, top, [])
+    status = Status.DEGRADED if any(r in DEGRADING for r in reasons) else Status.OK
+    return GuardDecision(status, reasons, top, kept)

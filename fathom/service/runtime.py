@@ -1,0 +1,118 @@
+"""Everything a Fathom process holds for its lifetime: settings, store, model sessions, pipelines.
+
+Built once (API lifespan, CLI command, worker start) and shared by all
+requests, so no request ever pays for a model load or a client construction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fathom.ingest.wiring import build_ingest
+from fathom.ingest.ingest_pipeline import IngestPipeline
+from fathom.ingest.registry import Registry
+from fathom.retrieval.components import Models, build_pipeline, load_models, open_store
+from fathom.retrieval.models.embed_cache import EmbeddingCache
+from fathom.retrieval.query_pipeline import RetrievalPipeline
+from fathom.config import Settings
+from fathom.retrieval.store.contract import VectorStore
+from fathom.service.auth import KeyStore
+from fathom.service.cache.answers import AnswerCache
+from fathom.service.cache.generation import Generations, InvalidatingIngest, MemoryGenerations
+from fathom.service.jobs.system import JobSystem
+from fathom.service.limits import RateLimiter
+from fathom.service.observability.metrics import Metrics
+from fathom.service.observability.tracing import Tracing
+from fathom.service.redis_link import RedisLink
+from fathom.service.serving import build_serving
+from fathom.service.tenants import TenantDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: VectorStore
+    models: Models
+    pipeline: RetrievalPipeline
+    registry: Registry
+    ingest: IngestPipeline
+    keys: KeyStore
+    tenants: TenantDirectory
+    cache: EmbeddingCache | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+    # Request-path machinery (fathom.service.serving). Write paths call generations.bump(tenant) after each write.
+    generations: Generations = field(default_factory=MemoryGenerations)
+    answers: AnswerCache | None = None
+    limiter: RateLimiter | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=Tracing)
+    redis: RedisLink | None = None
+    # Background jobs (reindex): queue, records and tenant locks, in Redis or in memory; see fathom.service.jobs.
+    jobs: JobSystem | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Runtime":
+        settings.state_path.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings)
+        models = load_models(settings)
+        registry = Registry(settings.registry)
+        cache = EmbeddingCache(settings.state_path / "embeddings.sqlite")
+        serving = build_serving(settings)
+        rt = cls(
+            settings=settings, store=store, models=models,
+            pipeline=build_pipeline(settings, store, models),
+            registry=registry,
+            ingest=InvalidatingIngest(build_ingest(settings, store, registry, models, cache=cache), serving.generations),
+            keys=KeyStore(Path(settings.service.api_keys_file) if settings.service.api_keys_file else None,
+                          settings.service.api_keys),
+            tenants=TenantDirectory(settings),
+            cache=cache,
+            generations=serving.generations, answers=serving.answers, limiter=serving.limiter,
+            metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
+            jobs=JobSystem.open(settings),
+        )
+        if settings.store.backend == "edge":
+            rt.recover_interrupted_writes()
+        return rt
+
+    def recover_interrupted_writes(self) -> None:
+        """Undo the unrecorded part of ingest batches a killed process left in the embedded store.
+
+        Only while no other process owns the store (its writes in flight are
+        not interrupted); the API server, ``fathom ingest`` and ``fathom demo``
+        open their runtime before anything else claims it, so they recover.
+        """
+        from fathom.retrieval.tenancy import Tenant
+        from fathom.service.jobs.ownership import StoreOwned, StoreOwnership
+
+        try:
+            claim = StoreOwnership.claim(self.settings.state_path)
+        except StoreOwned:
+            return
+        try:
+            undone = self.ingest.recover_interrupted_writes()
+        except Exception:   # e.g. a shard held by a process that does not claim the store: retried at the next start
+            log.exception("could not undo interrupted ingest writes; the next process to own the store will retry")
+            return
+        finally:
+            claim.release()
+        for tenant in sorted({p.tenant for p in undone}):
+            self.generations.bump(Tenant(tenant))    # answers cached before the crash may hold those chunks
+        if undone:
+            log.warning("removed the chunks of %d document version(s) an interrupted ingest wrote but never recorded: %s",
+                        len(undone), ", ".join(f"{p.tenant}/{p.document_id}@v{p.doc_version}" for p in undone[:20]))
+
+    def close(self) -> None:
+        if self.jobs:
+            self.jobs.close()   # first: a running job stops before the store it writes to closes
+        self.store.close()
+        self.registry.close()
+        if self.cache:
+            self.cache.close()
+        if self.redis:
+            self.redis.close()
+        self.tracing.shutdown()
