@@ -13,6 +13,11 @@ Guarantees:
   old version or the new one, never both and never neither.
 * **Registry last.** The registry row is updated only after the index
   writes succeed, so a crash leaves the document to be redone, not lost.
+* **Concurrent writers serialise.** A document's next version is read from
+  the registry, written to the index and recorded under the tenant's write
+  lock (threads, then processes sharing the registry: ``Registry.write_lock``),
+  so every acknowledged write gets its own version (or ``unchanged``), exactly
+  one writer's chunks are live, and the registry's chunk count is the index's.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -176,10 +182,18 @@ class IngestPipeline:
                 self._chunkers[spec.key] = spec.build(self.indexer.dense, self.indexer.embed_dense)
             return self._chunkers[spec.key]
 
-    def tenant_lock(self, tenant: Tenant) -> threading.Lock:
-        """Serialises writes per tenant inside this process (version creation, replace sequences)."""
+    @contextmanager
+    def tenant_lock(self, tenant: Tenant) -> Iterator[None]:
+        """The tenant's write lock: its writes (version decisions, replace sequences, swaps) run one at a time.
+
+        This process's threads queue on a lock first, then the process takes
+        the registry's write lock, which every process sharing the registry
+        honours (API replicas and workers on the server store).
+        """
         with self._locks_guard:
-            return self._tenant_locks.setdefault(tenant.id, threading.Lock())
+            lock = self._tenant_locks.setdefault(tenant.id, threading.Lock())
+        with lock, self.registry.write_lock(tenant):
+            yield
 
     # --- parsing ------------------------------------------------------------------
     @staticmethod
@@ -251,17 +265,19 @@ class IngestPipeline:
             if not chunks:
                 self._fail(tenant, item, ReasonCode.NO_TEXT.value, "document produced no chunks", report)
                 continue
-            prev = known.get(item.document_id)
-            version = (prev[1] if prev else 0) + 1
             payload = self._doc_payload(parsed, item.source_uri, parsed.title or item.title, digest, tags, pii_found)
-            prepared.append((item, parsed, digest, DocumentChunks(item.document_id, version, chunks, payload)))
+            # doc_version 0 until _write decides it under the tenant's write lock.
+            prepared.append((item, parsed, digest, DocumentChunks(item.document_id, 0, chunks, payload)))
         if prepared:
             self._write(tenant, prepared, report, target_version)
 
     def _write(self, tenant: Tenant, prepared: list[tuple[IngestItem, ParsedDocument, str, DocumentChunks]],
                report: IngestReport, target_version: int | None) -> None:
-        docs = [p[3] for p in prepared]
         with self.tenant_lock(tenant):
+            prepared = self._versioned(tenant, prepared, report, target_version)
+            if not prepared:
+                return
+            docs = [p[3] for p in prepared]
             ref = self._target(tenant, docs, target_version)
             layout = self.store.layout(ref)
             t0 = time.perf_counter()
@@ -290,6 +306,29 @@ class IngestPipeline:
             report.seconds["write"] += time.perf_counter() - t0
             report.chunks_written += len(points)
             report.index_version = ref.version
+
+    def _versioned(self, tenant: Tenant, prepared: list[tuple[IngestItem, ParsedDocument, str, DocumentChunks]],
+                   report: IngestReport, target_version: int | None
+                   ) -> list[tuple[IngestItem, ParsedDocument, str, DocumentChunks]]:
+        """Each document's next version, read from the registry under the tenant's write lock (held by the caller).
+
+        The registry read before chunking is only a shortcut for unchanged
+        documents; a concurrent writer may have recorded a version since. Read
+        here, the version is the recorded one + 1 and is recorded before the
+        lock is released, so two writers never share a version (point ids are
+        derived from it) and a write whose content is now the live one is
+        ``unchanged``.
+        """
+        current = self.registry.hashes(tenant, [p[3].document_id for p in prepared])
+        out = []
+        for item, parsed, digest, dc in prepared:
+            prev = current.get(dc.document_id)
+            if prev and prev[0] == digest and prev[2] == "ok" and target_version is None:
+                report.outcomes.append(DocumentOutcome(dc.document_id, "unchanged", doc_version=prev[1]))
+                continue
+            dc.doc_version = (prev[1] if prev else 0) + 1
+            out.append((item, parsed, digest, dc))
+        return out
 
     def _target(self, tenant: Tenant, docs: list[DocumentChunks], target_version: int | None) -> IndexRef:
         """The index to write to; the tenant's first write creates v1 with BM25 stats from this batch."""
@@ -384,15 +423,17 @@ class IngestPipeline:
                              without_chunks=[rec.document_id for dc, rec in chunked if dc is None])
 
     def _fail(self, tenant: Tenant, item: IngestItem, reason: str, message: str, report: IngestReport) -> None:
-        prev = self.registry.get(tenant, item.document_id)
-        if prev and prev.status == "ok":
-            # A failed update must not hide the version that is still searchable.
-            report.outcomes.append(DocumentOutcome(item.document_id, "failed", reason, message, doc_version=prev.doc_version))
-            return
-        self.registry.upsert(DocumentRecord(
-            tenant=tenant.id, document_id=item.document_id, doc_version=0, status="failed", reason=reason,
-            error=message[:2000], source_name=item.filename or (item.path.name if item.path else None),
-            source_uri=item.source_uri, tags={}), None)
+        with self.tenant_lock(tenant):   # read and write as one step: a concurrent ok write must not be overwritten
+            prev = self.registry.get(tenant, item.document_id)
+            if prev and prev.status == "ok":
+                # A failed update must not hide the version that is still searchable.
+                report.outcomes.append(DocumentOutcome(item.document_id, "failed", reason, message,
+                                                       doc_version=prev.doc_version))
+                return
+            self.registry.upsert(DocumentRecord(
+                tenant=tenant.id, document_id=item.document_id, doc_version=0, status="failed", reason=reason,
+                error=message[:2000], source_name=item.filename or (item.path.name if item.path else None),
+                source_uri=item.source_uri, tags={}), None)
         report.outcomes.append(DocumentOutcome(item.document_id, "failed", reason, message))
 
     # --- crash recovery ------------------------------------------------------------------

@@ -13,11 +13,16 @@ several processes or hosts share it.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -140,10 +145,48 @@ class Registry:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = sa.create_engine(url, **kwargs)
+        self._lock_dir: Path | None = None
         if url.startswith("sqlite"):
             with self.engine.connect() as c:
                 c.exec_driver_sql("PRAGMA journal_mode=WAL")
+            database = self.engine.url.database
+            if database and database != ":memory:" and not database.startswith("file::memory:"):
+                self._lock_dir = Path(database).with_name(Path(database).name + ".locks")
+                self._lock_dir.mkdir(parents=True, exist_ok=True)
         metadata.create_all(self.engine)
+
+    # --- the tenant's write lock, across every process that shares this registry ----------------------
+    @contextmanager
+    def write_lock(self, tenant: Tenant) -> Iterator[None]:
+        """Hold the tenant's write lock across processes (callers serialise their own threads first).
+
+        A document's next version is read from this registry and written to
+        the index and back here under it, so two writers of one document can
+        never share a version, and the registry always names the version the
+        index holds. PostgreSQL: a session advisory lock on a dedicated
+        connection; SQLite: ``flock`` on a file beside the database (every
+        process sharing an SQLite file is on its host). Both are released by
+        the database or the kernel if the holder dies, so a killed writer
+        never leaves its tenant locked.
+        """
+        key = hashlib.sha256(f"fathom-write\x00{tenant.id}".encode()).digest()
+        if self.engine.dialect.name == "postgresql":
+            lock_id = int.from_bytes(key[:8], "big", signed=True)
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+                try:
+                    yield
+                finally:
+                    c.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+        elif self._lock_dir is not None:
+            fd = os.open(self._lock_dir / f"{key[:16].hex()}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)   # releases the flock
+        else:                  # an in-memory database lives in one process: its callers' thread lock is enough
+            yield
 
     @staticmethod
     def _record(row: Any) -> DocumentRecord:
