@@ -406,19 +406,26 @@ class IngestPipeline:
     def rebuild_batch(self, target: IndexRef, documents: list[tuple[DocumentRecord, list[Element]]]) -> RebuildReport:
         """Write registry documents into ``target`` (a version being built beside the live one), as its layout says.
 
-        The registry is not written: it keeps describing what the live index
-        must contain, and its change log is what the reindex catches up from,
-        so rebuild writes must not show up there as changes. Chunks of any other
-        version of each document are removed from ``target``.
+        The documents' registry rows are not written: they keep describing
+        what the live index must contain, and the change log is what the
+        reindex catches up from, so rebuild writes must not show up there as
+        changes. Only the chunk count of each document in ``target`` is
+        recorded (``Registry.record_version_chunks``), for the swap to make
+        ``chunk_count`` describe ``target`` once it is live. ``target`` is never
+        the live version, so each document's chunks there (of any version,
+        possibly more of them than it has now) are removed before its new ones
+        are written.
         """
         layout = self.store.layout(target)
         before = self.indexer.embedded
         chunked = self.chunk_records(documents, self.chunker_for(layout))
         docs = [dc for dc, _ in chunked if dc is not None]
         points = self.indexer.points(target.tenant.id, docs, layout)
+        for _, rec in chunked:
+            self.store.delete_document(target, rec.document_id)
         self.store.upsert(target, points)
-        for dc, rec in chunked:
-            self.store.delete_document(target, rec.document_id, keep_version=dc.doc_version if dc else None)
+        self.registry.record_version_chunks(target.tenant, target.version,
+                                            {rec.document_id: len(dc.chunks) if dc else 0 for dc, rec in chunked})
         return RebuildReport(documents=len(docs), chunks=len(points), embeddings_computed=self.indexer.embedded - before,
                              without_chunks=[rec.document_id for dc, rec in chunked if dc is None])
 

@@ -82,6 +82,18 @@ retired_versions = sa.Table(
 )
 
 
+# Chunk counts of documents in index versions that are not live: one being built by a reindex, or the retired one
+# a rollback would return to. ``documents.chunk_count`` always describes the live version; at a swap the new live
+# version's counts move there and the replaced version's move here (``Registry.swap_chunk_counts``).
+version_chunks = sa.Table(
+    "version_chunks", metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("index_version", sa.Integer, primary_key=True),
+    sa.Column("document_id", sa.String(512), primary_key=True),
+    sa.Column("chunk_count", sa.Integer, nullable=False),
+)
+
+
 # Index writes in flight: recorded (one transaction) before a batch's chunks are written to the index, cleared after
 # its documents are recorded above. A row left behind means the writing process died in between: its index version
 # may hold chunks of a document version the registry never recorded (``IngestPipeline.recover_interrupted_writes``).
@@ -315,10 +327,50 @@ class Registry:
             return {int(v): int(s) for v, s in c.execute(q)}
 
     def forget_version(self, tenant: Tenant, version: int) -> None:
-        """The version went live again or was dropped: it is no longer a rollback target."""
+        """The version went live again or was dropped: it is no longer a rollback target (nor are its counts kept)."""
         with self.engine.begin() as c:
             c.execute(retired_versions.delete().where(retired_versions.c.tenant == tenant.id,
                                                       retired_versions.c.version == version))
+            c.execute(version_chunks.delete().where(version_chunks.c.tenant == tenant.id,
+                                                    version_chunks.c.index_version == version))
+
+    # --- chunk counts of versions that are not live -----------------------------------------------
+    def record_version_chunks(self, tenant: Tenant, index_version: int, counts: dict[str, int]) -> None:
+        """Chunks per document written into a version that is not live (a build or a rollback catch-up)."""
+        ids = list(counts)
+        with self.engine.begin() as c:
+            for i in range(0, len(ids), 200):
+                part = ids[i:i + 200]
+                c.execute(version_chunks.delete().where(
+                    version_chunks.c.tenant == tenant.id, version_chunks.c.index_version == index_version,
+                    version_chunks.c.document_id.in_(part)))
+                c.execute(version_chunks.insert(), [
+                    {"tenant": tenant.id, "index_version": index_version, "document_id": d, "chunk_count": counts[d]}
+                    for d in part])
+
+    def swap_chunk_counts(self, tenant: Tenant, live: int, previous: int | None) -> None:
+        """``live`` was just activated in place of ``previous``: make ``chunk_count`` describe it (one transaction).
+
+        The replaced version's counts are kept aside for a rollback; documents
+        with no count recorded for ``live`` (written before counts were kept
+        per version) keep theirs. Not a change: nothing goes to the change log.
+        """
+        t = tenant.id
+        with self.engine.begin() as c:
+            if previous is not None and previous != live:
+                c.execute(version_chunks.delete().where(version_chunks.c.tenant == t,
+                                                        version_chunks.c.index_version == previous))
+                c.execute(version_chunks.insert().from_select(
+                    ["tenant", "index_version", "document_id", "chunk_count"],
+                    sa.select(documents.c.tenant, sa.literal(previous, sa.Integer), documents.c.document_id,
+                              documents.c.chunk_count).where(documents.c.tenant == t, documents.c.status == "ok")))
+            staged = (sa.select(version_chunks.c.chunk_count)
+                      .where(version_chunks.c.tenant == t, version_chunks.c.index_version == live,
+                             version_chunks.c.document_id == documents.c.document_id).scalar_subquery())
+            c.execute(documents.update().where(documents.c.tenant == t, documents.c.status == "ok")
+                      .values(chunk_count=sa.func.coalesce(staged, documents.c.chunk_count)))
+            c.execute(version_chunks.delete().where(version_chunks.c.tenant == t,
+                                                    version_chunks.c.index_version == live))
 
     # --- index writes in flight (crash recovery) ------------------------------------------------
     def begin_writes(self, tenant: Tenant, index_version: int, documents: list[tuple[str, int]]) -> None:

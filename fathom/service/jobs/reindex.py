@@ -18,9 +18,11 @@ Steps (each reported as the job's ``phase``):
 Any failure, a cancel, or a lost lock before the swap drops N+1 and leaves N
 live. A killed process leaves N+1 half-built but never live; the next
 consumer to notice the missing heartbeats drops it (``runner.recover``).
-Writes made meanwhile by this process's API are excluded from the final
-catch-up and swap by the write lock; see the README for writers in other
-processes (server backend).
+Writes made meanwhile are excluded from the final catch-up and swap by the
+tenant's write lock, in every process that shares the registry (the lock is
+the registry's: ``Registry.write_lock``). At the swap the registry's chunk
+counts move to the new live version (``Registry.swap_chunk_counts``), so
+``chunk_count`` always describes the live index.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class Reindex:
             avgdl = self._measure(total)
             layout = rt.ingest.new_layout(avgdl, chunker=self.chunker, bm25=self.bm25,
                                           with_rerank_vectors=self.options.embed_mpnet)
+            rt.registry.forget_version(tenant, target.version)   # counts a dropped build of this number left
             rt.store.create_index(target, layout)
             self._build(target, total)
             self.ctx.progress("optimize", 0, 1)
@@ -208,6 +211,7 @@ class Reindex:
         try:
             if store.live_version(self.tenant) != target.version and target.version in store.versions(self.tenant):
                 store.drop_index(target)
+                self.rt.registry.forget_version(self.tenant, target.version)
         except Exception:
             log.exception("could not drop half-built version %s of %s; the next sweep will",
                           target.version, self.tenant)

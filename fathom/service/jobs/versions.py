@@ -75,6 +75,7 @@ def activate(rt: "Runtime", target: IndexRef, since: int, tally: CatchUp,
         seq = catch_up(rt, target, since, tally)
         before_swap()
         previous = rt.store.activate(target)
+        rt.registry.swap_chunk_counts(tenant, target.version, previous)   # chunk_count describes the live version
         rt.registry.forget_version(tenant, target.version)
         if previous is not None and previous != target.version:
             rt.registry.retire_version(tenant, previous, seq)
