@@ -151,6 +151,8 @@ class ServiceSettings(BaseModel):
     max_request_bytes: int = 20 * 1024 * 1024
     log_level: str = "INFO"
     debug_log_content: bool = False
+    metrics_token: str | None = Field(None, description="When set, GET /metrics needs 'Authorization: Bearer <this>' "
+                                                         "(metrics name tenants in label values)")
 
 
 class CacheSettings(BaseModel):

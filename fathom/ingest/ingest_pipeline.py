@@ -38,25 +38,9 @@ from fathom.ingest.indexer import DocumentChunks, Indexer
 from fathom.ingest.pii import PiiScanner, redacted_kinds
 from fathom.ingest.registry import DocumentRecord, PendingWrite, Registry
 from fathom.retrieval.bm25 import Bm25Params
+from fathom.retrieval.identifiers import validate_tags
 from fathom.retrieval.store.contract import IndexLayout, IndexRef, VectorStore
 from fathom.retrieval.tenancy import Tenant
-
-_TAG_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
-
-
-def validate_tags(tags: dict[str, Any]) -> dict[str, str]:
-    """User tags: short lowercase keys, string values; rejected loudly rather than coerced."""
-    if len(tags) > 32:
-        raise ValueError("at most 32 tags per document")
-    out = {}
-    for k, v in tags.items():
-        if not (isinstance(k, str) and 0 < len(k) <= 64 and set(k) <= _TAG_KEY_CHARS):
-            raise ValueError(f"invalid tag key {k!r}: use 1-64 chars of [a-z0-9_.-]")
-        if not isinstance(v, (str, int, float, bool)) or len(str(v)) > 256:
-            raise ValueError(f"invalid value for tag {k!r}: a string of at most 256 chars")
-        out[k] = str(v)
-    return out
-
 
 @dataclass(slots=True)
 class IngestItem:

@@ -26,6 +26,7 @@ from typing import Any
 
 import fathom.ingest  # noqa: F401  (DO_NOT_TRACK before anything imports unstructured)
 from fathom.config import Settings, get_settings
+from fathom.retrieval.tenancy import tenant_arg
 from fathom.service.jobs.commands import add_job_commands
 from fathom.service.store_commands import add_store_commands
 
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="ingest files or folders into a tenant")
     ing.add_argument("paths", nargs="+")
-    ing.add_argument("--tenant", required=True)
+    ing.add_argument("--tenant", required=True, type=tenant_arg)
     ing.add_argument("--tag", action="append", default=[], help="key=value, repeatable")
     ing.add_argument("--allow-failures", action="store_true", help="exit 0 even if some documents failed")
     ing.set_defaults(fn=cmd_ingest)
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="sub", required=True)
     kc = keys.add_parser("create")
-    kc.add_argument("--tenant")
+    kc.add_argument("--tenant", type=tenant_arg)
     kc.add_argument("--role", choices=["app", "admin", "operator"], default="app")
     kc.add_argument("--id")
     kc.add_argument("--file")

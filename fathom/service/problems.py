@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://fathom.dev/problems/"
+TOO_DEEP = "the JSON is nested too deeply to parse (no request needs more than a few levels)"
 MEDIA_TYPE = "application/problem+json"
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
@@ -97,6 +98,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            # FastAPI's "error parsing the body" for JSON nested past the parser's recursion limit.
+            return problem_response(400, "invalid_json", "The body is not valid JSON", TOO_DEEP, request.url.path)
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # FastAPI's "error parsing the body" for bytes that are not UTF-8: say which, in the JSON problem.
             return problem_response(400, "invalid_json", "The body is not valid JSON",

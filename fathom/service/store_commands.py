@@ -22,7 +22,7 @@ from typing import Any
 
 from fathom.config import Settings
 from fathom.retrieval.store.contract import StoreUnavailable, VectorStore
-from fathom.retrieval.tenancy import Tenant
+from fathom.retrieval.tenancy import Tenant, tenant_arg
 
 
 def wait_until_ready(store: VectorStore, wait_s: float, *, interval_s: float = 2.0) -> None:
@@ -86,7 +86,7 @@ def cmd_store_init(args: argparse.Namespace, settings: Settings) -> int:
 def add_store_commands(sub: Any) -> None:
     store = sub.add_parser("store", help="vector store layout").add_subparsers(dest="sub", required=True)
     init = store.add_parser("init", help="create each tenant's collection, indexes and alias (idempotent)")
-    init.add_argument("--tenant", action="append", default=[], help="repeatable; default: the tenants file's tenants")
+    init.add_argument("--tenant", type=tenant_arg, action="append", default=[], help="repeatable; default: the tenants file's tenants")
     init.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                       help="keep retrying an unreachable store this long (the Helm hook job uses 300)")
     init.set_defaults(fn=cmd_store_init)

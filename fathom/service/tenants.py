@@ -10,6 +10,7 @@ Tenants not listed use the defaults from settings.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,22 @@ from typing import Any
 
 from fathom.retrieval.guard import GuardPolicy
 from fathom.config import Settings
-from fathom.retrieval.tenancy import Tenant
+from fathom.retrieval.tenancy import InvalidTenant, Tenant
+
+log = logging.getLogger(__name__)
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """The file's tenants, each id checked like every tenant id (a full match: ``"acme\\n"`` is refused)."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a JSON object of tenant id -> settings")
+    for tenant_id in data:
+        try:
+            Tenant(tenant_id)
+        except InvalidTenant as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +50,22 @@ class TenantDirectory:
         self._mtime: float | None = None
         self._lock = threading.Lock()
 
-    def _reload(self) -> None:
+        with self._lock:
+            self._reload(initial=True)   # a bad file stops the process at start, not at its first request
+
+    def _reload(self, initial: bool = False) -> None:
         if self._path is None or not self._path.exists():
             self._data = {}
             return
         mtime = self._path.stat().st_mtime
         if mtime != self._mtime:
-            self._data = json.loads(self._path.read_text())
             self._mtime = mtime
+            try:
+                self._data = _parse(self._path)
+            except ValueError:
+                if initial:
+                    raise
+                log.exception("tenants file %s is invalid; keeping the configuration read before", self._path)
 
     def configured(self) -> list[Tenant]:
         """The tenants named in the tenants file (``fathom store init`` pre-creates their indexes)."""

@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from fathom.retrieval.bm25 import SparseVector
+from fathom.retrieval.identifiers import filter_problem
 from fathom.retrieval.tenancy import Tenant
 
 DENSE = "dense"
@@ -35,9 +36,6 @@ RERANK = "mpnet"
 Mode = Literal["hybrid", "dense", "bm25"]
 FusionKind = Literal["rrf", "dbsf"]
 
-# Payload keys a caller may filter on (besides ``tags.<key>``). ``tenant_id`` is
-# deliberately absent: the tenant comes from authentication only.
-FILTERABLE_KEYS = frozenset({"document_id", "filetype", "language", "source", "section", "page"})
 
 
 class StoreUnavailable(RuntimeError):
@@ -128,9 +126,11 @@ class MetadataFilter:
     conditions: Mapping[str, str | int | bool | Sequence[str] | Sequence[int]]
 
     def __post_init__(self) -> None:
-        for key in self.conditions:
-            if key not in FILTERABLE_KEYS and not key.startswith("tags."):
-                raise ValueError(f"cannot filter on {key!r}; allowed: {sorted(FILTERABLE_KEYS)} and tags.<key>")
+        """The grammar of fathom.retrieval.identifiers: keys as tag keys are at ingest, values the store accepts."""
+        for key, value in self.conditions.items():
+            problem = filter_problem(key, value)
+            if problem:
+                raise ValueError(problem)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from fathom.service.api.schemas import STRICT_NOTE, request_config
 from fathom.service.jobs.model import JobRecord
 
 
 class ReindexRequest(BaseModel):
-    """Build options for the new version; anything left out keeps the service's configuration."""
+    __doc__ = f"Build options for the new version; anything left out keeps the service's configuration. {STRICT_NOTE}"
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = request_config(json_schema_extra={"examples": [
         {}, {"chunker": "fixed", "max_chunk_tokens": 128}, {"bm25_k1": 1.2, "bm25_b": 0.75, "embed_mpnet": False}]})
 
     chunker: Literal["semantic", "fixed"] | None = Field(
@@ -115,7 +116,9 @@ class RollbackOut(BaseModel):
 
 
 class GoldenQueryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    __doc__ = f"One golden query. {STRICT_NOTE}"
+
+    model_config = request_config()
 
     query: str = Field(..., min_length=1, max_length=2000, pattern=r"\S")
     expected: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
@@ -123,7 +126,9 @@ class GoldenQueryIn(BaseModel):
 
 
 class GoldenSetIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"queries": [
+    __doc__ = f"The tenant's golden set. {STRICT_NOTE}"
+
+    model_config = request_config(json_schema_extra={"examples": [{"queries": [
         {"query": "How do honeybees tell each other where flowers are?", "expected": ["honeybees.md"]}]}]})
 
     queries: list[GoldenQueryIn] = Field(..., min_length=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -21,12 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from fathom.ingest.document import ReasonCode
 from fathom.ingest.indexer import LayoutMismatch
-from fathom.ingest.ingest_pipeline import IngestItem, IngestReport, validate_tags
+from fathom.ingest.ingest_pipeline import IngestItem, IngestReport
 from fathom.ingest.registry import DocumentRecord
+from fathom.retrieval.identifiers import document_id_problem, validate_tags
 from fathom.retrieval.store.contract import StoreUnavailable
 from fathom.service.api.deps import Caller, admin_caller, runtime
 from fathom.service.api.documents_schemas import (
@@ -38,7 +41,7 @@ from fathom.service.api.documents_schemas import (
     TextDocumentsRequest,
 )
 from fathom.service.api.openapi import inline_schema
-from fathom.service.problems import Problem
+from fathom.service.problems import TOO_DEEP, Problem
 from fathom.service.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -58,31 +61,15 @@ _MULTIPART_SCHEMA = {
 }
 
 
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def _bad_id(document_id: str) -> str | None:
-    """Ids are opaque keys, never paths here; but they default to upload file names and callers may turn them
-    into paths (or links), so path traversal shapes are refused rather than stored: ``..``/``.`` segments,
-    absolute paths, backslashes, and control characters (NUL included)."""
-    if not 0 < len(document_id) <= 512:
-        return "document ids are 1-512 characters"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in document_id):
-        return "document ids cannot contain control characters"
-    if document_id.startswith("/") or "\\" in document_id or _WINDOWS_DRIVE.match(document_id):
-        return "document ids cannot be absolute paths or contain backslashes"
-    if any(part in (".", "..") for part in document_id.split("/")):
-        return "document ids cannot contain '.' or '..' path segments"
-    return None
-
-
 def _safe_filename(name: str | None) -> str | None:
     """The last path component of an uploaded file's name, without control characters: what a client's
     directories (or a traversal attempt like ``../../etc/passwd``) become in ``source`` metadata. Only its
-    extension is ever used to pick a parser; nothing is written to disk under it."""
+    extension is ever used to pick a parser; nothing is written to disk under it. Control and format characters
+    (bidi overrides, zero-width) are dropped: the name is shown to people and put into prompts."""
     if not name:
         return None
-    base = re.split(r"[\\/]", "".join(ch for ch in name if ord(ch) >= 32 and ord(ch) != 127))[-1].strip()
+    visible = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"))
+    base = re.split(r"[\\/]", visible)[-1].strip()
     return None if base in ("", ".", "..") else base
 
 
@@ -100,7 +87,7 @@ class _Batch:
         """Queue a document (``make()`` builds its IngestItem) unless it fails before ingestion."""
         index = len(self.order)
         self.order.append(document_id)
-        problem = _bad_id(document_id)
+        problem = document_id_problem(document_id)
         if problem:
             self.rejected[index] = DocumentOutcomeOut(id=document_id, status="failed", reason=INVALID_ID, error=problem)
         elif document_id in self._seen:
@@ -140,6 +127,8 @@ async def _from_json(request: Request, batch: _Batch) -> None:
                       f"the body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:
         raise Problem(400, "invalid_json", "The body is not valid JSON", str(exc)) from None
+    except RecursionError:
+        raise Problem(400, "invalid_json", "The body is not valid JSON", TOO_DEEP) from None
     _check_count(len(body.documents), request)
     for d in body.documents:
         batch.add(d.id, len(d.text.encode("utf-8")), lambda d=d: IngestItem(
@@ -165,8 +154,16 @@ async def _from_multipart(request: Request, batch: _Batch, limit: int) -> None:
                 batch.add(document_id, size, lambda u=upload, d=data, doc_id=document_id: IngestItem(
                     document_id=doc_id, data=d, filename=_safe_filename(u.filename) or _safe_filename(doc_id) or "upload",
                     content_type=u.content_type, tags=tags))
-    except MultiPartException as exc:
-        raise Problem(400, "invalid_multipart", "The multipart body could not be read", exc.message) from None
+    except (MultiPartException, StarletteHTTPException) as exc:
+        # Starlette reports its own limits as a 400 HTTPException (inside an app) or a MultiPartException.
+        if isinstance(exc, StarletteHTTPException) and exc.status_code != 400:
+            raise          # e.g. the body limit's 413
+        message = exc.message if isinstance(exc, MultiPartException) else str(exc.detail)
+        if message.startswith(("Too many files", "Too many fields")):
+            raise Problem(413, "too_many_documents", "Too many documents",
+                          f"more than {limit} files (or fields) in one request; at most {limit} documents",
+                          limit=limit) from None
+        raise Problem(400, "invalid_multipart", "The multipart body could not be read", message) from None
 
 
 def _form_tags(raw: Any) -> dict[str, Any]:

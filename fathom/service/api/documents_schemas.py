@@ -6,26 +6,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fathom.ingest.ingest_pipeline import validate_tags
+from fathom.service.api.schemas import STRICT_NOTE, request_config
+from fathom.retrieval.identifiers import MAX_TAGS, TAG_KEY, TAG_KEY_RULE, validate_tags
 
 TagValue = str | int | float | bool
-# The rules of fathom.ingest.ingest_pipeline.validate_tags, stated in the OpenAPI schema too.
-TAGS_SCHEMA = {"type": "object", "maxProperties": 32,
-               "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_.-]+$"},
+# The rules of fathom.retrieval.identifiers.validate_tags, stated in the OpenAPI schema too.
+TAGS_SCHEMA = {"type": "object", "maxProperties": MAX_TAGS,
+               "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": f"^{TAG_KEY.pattern}$"},
                "additionalProperties": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "integer"},
                                                   {"type": "number"}, {"type": "boolean"}]}}
 
 
 class TextDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    __doc__ = f"One text document. {STRICT_NOTE}"
+
+    model_config = request_config()
 
     id: str = Field(..., min_length=1, max_length=512,
                     description="Document id, unique per tenant; may contain '/' (e.g. a relative path)")
     text: str = Field(..., min_length=1, description="Plain text; parsed like an uploaded .txt file")
     title: str | None = Field(None, max_length=1000)
     tags: dict[str, TagValue] = Field(default_factory=dict, json_schema_extra=TAGS_SCHEMA,  # type: ignore[arg-type]
-                                      description="Filterable as tags.<key> in retrieval; at most 32, keys of 1-64 "
-                                                  "chars of [a-z0-9_.-], values of at most 256 chars")
+                                      description=f"Filterable as tags.<key> in retrieval; at most {MAX_TAGS}, keys of "
+                                                  f"{TAG_KEY_RULE} (no '.': a dotted key could not be filtered "
+                                                  "on), values of at most 256 chars")
 
     @field_validator("tags")
     @classmethod
@@ -41,9 +45,9 @@ TEXT_EXAMPLE = {"documents": [
 
 
 class TextDocumentsRequest(BaseModel):
-    """The JSON form of ``POST /v1/documents`` (the other is multipart file upload)."""
+    __doc__ = f"The JSON form of POST /v1/documents (the other is multipart file upload). {STRICT_NOTE}"
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TEXT_EXAMPLE]})
+    model_config = request_config(json_schema_extra={"examples": [TEXT_EXAMPLE]})
 
     documents: list[TextDocument] = Field(..., min_length=1)
 

@@ -1,16 +1,33 @@
-"""Pydantic models at the HTTP edge (requests are strict: unknown fields are rejected)."""
+"""Pydantic models at the HTTP edge.
+
+Requests are strict: unknown fields are rejected, and JSON types must be the declared ones - no coercion
+(``"top_k": "5"``, ``"top_k": true`` and ``"rerank": "yes"`` are 422 problems, not 5 and true).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+from fathom.retrieval.identifiers import filters_json_schema
 
 FilterValue = str | int | bool | list[str] | list[int]
 
+STRICT_NOTE = ("Strict: unknown fields are refused and every value must have its declared JSON type (no "
+               "coercion: \"5\" is not an integer, true is not 1, \"yes\" is not a boolean); a violation is a 422 "
+               "problem+json `validation_error`.")
+
+
+def request_config(**extra: Any) -> ConfigDict:
+    """The configuration of every request body model: strict types, no unknown fields, and said so in OpenAPI."""
+    return ConfigDict(extra="forbid", strict=True, **extra)
+
 
 class RetrieveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    __doc__ = f"A retrieval request. {STRICT_NOTE}"
+
+    model_config = request_config(json_schema_extra={"examples": [
         {"query": "How do honeybees tell each other where flowers are?", "top_k": 5, "mode": "hybrid",
          "filters": {"filetype": "text/markdown"}}]})
 
@@ -18,9 +35,10 @@ class RetrieveRequest(BaseModel):
     top_k: int = Field(5, ge=1, le=100, description="Maximum chunks to return")
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     rerank: bool = Field(True, description="Run the second-stage reranker (if one is configured)")
-    filters: dict[str, FilterValue] | None = Field(
-        None, description="Exact-match payload filters: document_id, filetype, language, source, section, page, tags.<key>; "
-                          "a list means any of")
+    filters: Annotated[dict[str, FilterValue] | None, WithJsonSchema(filters_json_schema())] = Field(
+        None, description="Exact-match payload filters: document_id, filetype, language, source, section, page, "
+                          "tags.<key> (keys as tag keys are at ingest: [a-z0-9_-], 1-64); a list (1-100 values) "
+                          "means any of; integers are 64-bit. Anything else is a 422 `invalid_filter`")
 
     @field_validator("query")
     @classmethod

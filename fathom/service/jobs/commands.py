@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from fathom.config import Settings
+from fathom.retrieval.tenancy import tenant_arg
 
 WORKER_HELP = """Consume reindex jobs from the Redis queue (FATHOM_REDIS_URL is required).
 
@@ -133,7 +134,7 @@ def add_job_commands(sub: Any) -> None:
     w.set_defaults(fn=cmd_worker)
 
     r = sub.add_parser("reindex", help="rebuild a tenant's index as a new version, gated, then swap it in")
-    r.add_argument("--tenant", required=True)
+    r.add_argument("--tenant", required=True, type=tenant_arg)
     r.add_argument("--chunker", choices=["semantic", "fixed"])
     r.add_argument("--max-chunk-tokens", type=int)
     r.add_argument("--bm25-k1", type=float)
@@ -144,5 +145,5 @@ def add_job_commands(sub: Any) -> None:
     r.set_defaults(fn=cmd_reindex)
 
     rb = sub.add_parser("rollback", help="make a tenant's previous index version live again (needs the store)")
-    rb.add_argument("--tenant", required=True)
+    rb.add_argument("--tenant", required=True, type=tenant_arg)
     rb.set_defaults(fn=cmd_rollback)
