@@ -151,6 +151,15 @@ class ServiceSettings(BaseModel):
     max_request_bytes: int = 20 * 1024 * 1024
     log_level: str = "INFO"
     debug_log_content: bool = False
+    # The request head is read before any authentication, so it is bounded by the HTTP protocol itself
+    # (fathom/service/http_protocol.py): over a limit, 431 and the connection is closed.
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Most bytes of a request line + headers (431)")
+    max_headers: int = Field(100, ge=8, description="Most header fields in one request (431)")
+    header_timeout_s: float = Field(10.0, gt=0, description="A request head not complete this long after its "
+                                                             "first byte (or the connection's start) is dropped")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="Idle keep-alive connections are closed after this")
+    limit_concurrency: int | None = Field(None, ge=1, description="Most connections + requests at once before "
+                                                                   "uvicorn answers 503 (default: unbounded)")
     metrics_token: str | None = Field(None, description="When set, GET /metrics needs 'Authorization: Bearer <this>' "
                                                          "(metrics name tenants in label values)")
 

@@ -125,14 +125,17 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     import uvicorn
 
     from fathom.service.app import create_app
+    from fathom.service.http_protocol import uvicorn_options
     from fathom.service.observability.logs import configure_logging
 
     configure_logging(settings.service)
     # One worker process: the embedded engine's shards belong to one process.
     # Scale out with the server backend (see helm/). Fathom writes its own JSON access log, and
-    # log_config=None sends uvicorn's lines through the same JSON handler.
+    # log_config=None sends uvicorn's lines through the same JSON handler. The HTTP protocol bounds request
+    # heads (size, field count, time: fathom/service/http_protocol.py).
     uvicorn.run(create_app(settings), host=host or settings.service.host, port=port or settings.service.port,
-                log_level=settings.service.log_level.lower(), access_log=False, log_config=None)
+                log_level=settings.service.log_level.lower(), access_log=False, log_config=None,
+                **uvicorn_options(settings.service))
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
