@@ -174,12 +174,16 @@ class CacheSettings(BaseModel):
 
     enabled: bool = True
     ttl_s: int = Field(600, ge=1, description="Lifetime of a cached answer")
-    semantic: bool = Field(True, description="After an exact miss, reuse the answer of a near-identical question")
+    semantic: bool = Field(True, description="After an exact miss, reuse the answer of the same question asked "
+                                             "differently (cosine and the same question terms)")
     # MiniLM cosines to "How do honeybees tell each other where flowers are?": "... where the flowers are?" 0.992,
-    # "In what way do ..." 0.982, "Why do ..." 0.972, "... where flowers aren't?" 0.982, "How do wasps ..." 0.80.
-    # A hit reuses retrieved context (not an LLM answer), so a near-duplicate question getting the same chunks is
-    # usually right; raise this where negations must never share context.
+    # "In what way do ..." 0.982, "Why do ..." 0.972, "... where flowers aren't?" 0.982, "How do wasps ..." 0.80;
+    # "status of account 55501848" vs "... 55501847": 0.98+. The cosine alone cannot tell those apart, hence
+    # semantic_same_terms (fathom bench cache: wrong-answer rates with and without it).
     semantic_threshold: float = Field(0.98, gt=0, le=1, description="Query-embedding cosine needed for a semantic hit")
+    semantic_same_terms: bool = Field(True, description="A semantic hit also needs the same question terms (BM25 "
+                                                        "terms in order: numbers, ids, names, negations); off = "
+                                                        "cosine only, which serves near-miss questions")
     max_entries_per_scope: int = Field(128, ge=1, description="Answers kept per tenant/index version/parameters; "
                                                                "bounds memory and the semantic scan")
     memory_max_scopes: int = Field(256, ge=1, description="In-process cache only: scopes kept (least recently used)")

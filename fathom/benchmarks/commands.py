@@ -74,8 +74,20 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_cache(args: argparse.Namespace, settings: Settings) -> int:
+    from fathom.benchmarks.cache_bench import format_cache, run_cache_bench
+
+    result = run_cache_bench(settings, threshold=args.threshold)
+    print(format_cache(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def register(cli: Any) -> None:
-    """``fathom.cli`` entry point: add ``fathom bench quality|calibrate|ingest|load|scale|hnsw``."""
+    """``fathom.cli`` entry point: add ``fathom bench quality|calibrate|ingest|cache|load|scale|hnsw``."""
     bench = cli.group("bench", "benchmarks")
     bq = bench.add_parser("quality", help="nDCG/recall/MRR on a BEIR-layout dataset")
     bq.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
@@ -98,4 +110,8 @@ def register(cli: Any) -> None:
     bi = bench.add_parser("ingest", help="ingest throughput, chunker comparison, raw files vs corpus.jsonl")
     bi.add_argument("--json", help="write results JSON here")
     bi.set_defaults(fn=cmd_bench_ingest)
+    bk = bench.add_parser("cache", help="semantic answer cache: hit rate and wrong-answer rate on labelled pairs")
+    bk.add_argument("--json", help="write results JSON here")
+    bk.add_argument("--threshold", type=float, help="semantic cosine threshold (default: cache.semantic_threshold)")
+    bk.set_defaults(fn=cmd_bench_cache)
     add_perf_commands(bench)

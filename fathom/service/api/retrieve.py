@@ -140,7 +140,7 @@ def _answer(rt: Runtime, ctx: RequestContext, tenant: Tenant, body: RetrieveRequ
                 dense = _embed(rt, body.query)
             if dense is not None:
                 with ctx.stage("cache"):
-                    lookup = rt.answers.match(lookup, tenant, dense)
+                    lookup = rt.answers.match(lookup, tenant, dense, body.query)
         rt.metrics.cache_lookups.labels(lookup.outcome.replace("-", "_")).inc()
     if lookup.answer is not None:
         return RetrieveResponse(**lookup.answer, timings_ms={}, request_id="", cache=lookup.outcome)
@@ -154,7 +154,8 @@ def _answer(rt: Runtime, ctx: RequestContext, tenant: Tenant, body: RetrieveRequ
     response.cache = lookup.outcome
     if result.status is Status.OK and rt.answers is not None:
         with ctx.stage("cache"):
-            rt.answers.put(lookup, tenant, dense, response.model_dump(exclude={"request_id", "timings_ms", "cache"}))
+            rt.answers.put(lookup, tenant, dense, response.model_dump(exclude={"request_id", "timings_ms", "cache"}),
+                           body.query)
     return response
 
 

@@ -12,6 +12,17 @@ same generation if a bump were ever lost.
 
 The semantic step is skipped in ``bm25`` mode: lexical search answers the
 words, so two questions with close embeddings may rightly get different answers.
+
+**A semantic hit must be the same question.** Embeddings barely see numbers,
+names, identifiers or a negation: "status of account 55501848" and "... of
+account 55501847" are at cosine 0.98+, and the second was served the first's
+answer (the issue's finding). So besides the cosine, a semantic hit needs the
+same *question terms* (:func:`question_terms`: the query's BM25 terms in
+order - NFKC, casefolded, stemmed, a short stop list out; numbers,
+identifiers, names and negations in): the tier then only bridges case,
+punctuation, articles, inflection and embedding noise, never another number,
+name or word order. ``fathom bench cache`` measures the hit and wrong-answer
+rates on labelled paraphrase and near-miss pairs (README: Reliability).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fathom.config import CacheSettings, Settings
+from fathom.retrieval.bm25 import tokenize
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.cache.generation import Generations
 from fathom.service.cache.cache_backends import AnswerStore, Scope
@@ -32,8 +44,10 @@ from fathom.service.redis_link import RedisBypassed, RedisLink
 
 Outcome = Literal["hit-exact", "hit-semantic", "miss", "bypassed", "off"]
 
+SEMANTIC_CANDIDATES = 3   # cached questions over the threshold whose terms are compared, closest first
+
 # Bump when the cached answer format changes, so a rolling deploy never reads the old shape.
-FORMAT = 2   # 2: chunks and answers carry injection flags
+FORMAT = 3   # 2: chunks and answers carry injection flags; 3: entries carry their question terms
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +74,16 @@ class Lookup:
     entry_id: str = ""
     index: list[tuple[str, np.ndarray]] | None = None
     semantic: bool = False                   # the semantic step applies (needs the query embedding)
+
+
+def question_terms(text: str) -> list[str]:
+    """What makes two questions the same for the semantic tier: the BM25 query terms, in order.
+
+    The tokenizer retrieval uses (fathom.retrieval.bm25.tokenize): NFKC and casefolding, a short stop list
+    ("the", "is", "of", ...; "not" and "no" are kept), Snowball stemming; digits stay as written, so
+    ``55501847``, ``ORD-7731``, ``3.11`` and ``E1042`` are terms of their own, and "aren't" keeps its "t".
+    """
+    return tokenize(text)
 
 
 def normalise(text: str) -> str:
@@ -106,43 +130,53 @@ class AnswerCache:
             return Lookup("hit-exact", answer, scope, entry_id)
         return Lookup("miss", None, scope, entry_id, index, semantic)
 
-    def match(self, lookup: Lookup, tenant: Tenant, vector: np.ndarray) -> Lookup:
-        """The semantic step: the closest cached question of the same scope, if its cosine clears the threshold."""
+    def match(self, lookup: Lookup, tenant: Tenant, vector: np.ndarray, text: str) -> Lookup:
+        """The semantic step: a cached question of the same scope whose cosine clears the threshold and which has
+        the same question terms as ``text`` (unless ``semantic_same_terms`` is off); the closest few are tried."""
         if not (lookup.semantic and lookup.index and lookup.scope):
             return lookup
         usable = [(i, v) for i, v in lookup.index if v.size == vector.size]
         if not usable:
             return lookup
         cosines = np.stack([v for _, v in usable]).astype(np.float32) @ _unit(vector)
-        best = int(np.argmax(cosines))
-        if float(cosines[best]) < self.settings.semantic_threshold:
-            return lookup
-        try:
-            answer = self._decode(self.store.get(lookup.scope, usable[best][0]), tenant)
-        except RedisBypassed:
-            return Lookup("bypassed")
-        if answer is None:
-            return lookup
-        return Lookup("hit-semantic", answer, lookup.scope, lookup.entry_id)
+        terms = question_terms(text) if self.settings.semantic_same_terms else None
+        for best in np.argsort(-cosines)[:SEMANTIC_CANDIDATES]:
+            if float(cosines[best]) < self.settings.semantic_threshold:
+                break
+            try:
+                raw = self.store.get(lookup.scope, usable[int(best)][0])
+            except RedisBypassed:
+                return Lookup("bypassed")
+            data = self._entry(raw, tenant)
+            if data is not None and (terms is None or data.get("terms") == terms):
+                return Lookup("hit-semantic", data["answer"], lookup.scope, lookup.entry_id)
+        return lookup
 
-    def put(self, lookup: Lookup, tenant: Tenant, vector: np.ndarray | None, answer: dict[str, Any]) -> None:
+    def put(self, lookup: Lookup, tenant: Tenant, vector: np.ndarray | None, answer: dict[str, Any],
+            text: str = "") -> None:
         """Store a fresh ``ok`` answer under the scope read *before* it was computed (see ``generation.py``)."""
         if lookup.scope is None:
             return
-        value = json.dumps({"tenant": tenant.id, "answer": answer}, separators=(",", ":")).encode()
+        value = json.dumps({"tenant": tenant.id, "terms": question_terms(text), "answer": answer},
+                           separators=(",", ":")).encode()
         stored = _unit(vector) if vector is not None and lookup.semantic else np.empty(0, dtype=np.float32)
         try:
             self.store.put(lookup.scope, lookup.entry_id, stored, value)
         except RedisBypassed:
             pass   # the answer goes out regardless; the link already logged and counted the error
 
+    @classmethod
+    def _decode(cls, raw: bytes | None, tenant: Tenant) -> dict[str, Any] | None:
+        data = cls._entry(raw, tenant)
+        return None if data is None else data["answer"]
+
     @staticmethod
-    def _decode(raw: bytes | None, tenant: Tenant) -> dict[str, Any] | None:
+    def _entry(raw: bytes | None, tenant: Tenant) -> dict[str, Any] | None:
         if raw is None:
             return None
         data = json.loads(raw)
         # Defence in depth: the scope already contains the tenant, so this never fails unless keys were tampered with.
-        return data["answer"] if data.get("tenant") == tenant.id else None
+        return data if data.get("tenant") == tenant.id else None
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
