@@ -86,8 +86,20 @@ def cmd_bench_cache(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_injection(args: argparse.Namespace, settings: Settings) -> int:
+    from fathom.benchmarks.injection_bench import format_injection, run_injection_bench
+
+    result = run_injection_bench(settings.data_dir)
+    print(format_injection(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def register(cli: Any) -> None:
-    """``fathom.cli`` entry point: add ``fathom bench quality|calibrate|ingest|cache|load|scale|hnsw``."""
+    """``fathom.cli`` entry point: add ``fathom bench quality|calibrate|ingest|cache|injection|load|scale|hnsw``."""
     bench = cli.group("bench", "benchmarks")
     bq = bench.add_parser("quality", help="nDCG/recall/MRR on a BEIR-layout dataset")
     bq.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
@@ -114,4 +126,8 @@ def register(cli: Any) -> None:
     bk.add_argument("--json", help="write results JSON here")
     bk.add_argument("--threshold", type=float, help="semantic cosine threshold (default: cache.semantic_threshold)")
     bk.set_defaults(fn=cmd_bench_cache)
+    bj = bench.add_parser("injection", help="prompt-injection flags: recall on labelled attacks, false positives on "
+                                            "benign texts, SciFact and CACM")
+    bj.add_argument("--json", help="write results JSON here")
+    bj.set_defaults(fn=cmd_bench_injection)
     add_perf_commands(bench)

@@ -12,8 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from fathom.retrieval.guard import GuardPolicy, Reason, Status
-from fathom.retrieval.injection import PROMPT_INJECTION
-from fathom.retrieval.injection import scan as scan_injection
+from fathom.retrieval.injection import scan_fields as scan_injection
 from fathom.retrieval.query_pipeline import DeadlineExceeded, RetrievalQuery, RetrievalResult
 from fathom.retrieval.rerank.interface import Candidate, Deadline
 from fathom.retrieval.store.contract import MetadataFilter, StoreUnavailable
@@ -36,20 +35,22 @@ _METADATA_KEYS = ("source", "source_uri", "title", "filetype", "language", "sect
 
 def _chunk(c: Candidate, index_version: int | None) -> ChunkOut:
     p = c.hit.payload
-    # Flagged, never dropped: whether injected-looking text is wanted is the calling app's decision.
-    injection = scan_injection(c.hit.text)
+    metadata = {k: p[k] for k in _METADATA_KEYS if p.get(k) not in (None, "", [], {})}
+    # Flagged, never dropped: whether injected-looking text is wanted is the calling app's decision. Every field
+    # the chunk is returned with is scanned (apps put titles, file names and tags into prompts too).
+    injection = scan_injection(c.hit.text, metadata)
     return ChunkOut(
         id=c.hit.id, document_id=c.hit.document_id, text=c.hit.text,
         score=round(c.rerank_score if c.rerank_score is not None else c.fused_score, 6),
         confidence=round(c.confidence, 4),
-        metadata={k: p[k] for k in _METADATA_KEYS if p.get(k) not in (None, "", [], {})},
+        metadata=metadata,
         provenance=Provenance(index_version=index_version, doc_version=p.get("doc_version"),
                               chunk_index=p.get("chunk_index"), char_start=p.get("char_start"),
                               char_end=p.get("char_end"), fused_rank=c.fused_rank, fused_score=round(c.fused_score, 6),
                               dense_cosine=None if c.dense_cos is None else round(c.dense_cos, 4),
                               rerank_score=None if c.rerank_score is None else round(c.rerank_score, 6)),
         flags=injection.flags,
-        flag_details={PROMPT_INJECTION: list(injection.families)} if injection.flagged else {},
+        flag_details=injection.details,
     )
 
 

@@ -78,7 +78,8 @@ class ChunkOut(BaseModel):
         default_factory=dict,
         description="Per flag, what matched: for `prompt_injection` the pattern families among override_instructions, "
                     "role_reassignment, jailbreak, system_prompt, chat_role_tags, addressed_to_ai, exfiltration, "
-                    "hidden_unicode")
+                    "hidden_unicode; `prompt_injection_fields` lists where (`text`, `metadata.title`, "
+                    "`metadata.source`, `metadata.tags.<key>`, ...): every field the chunk is returned with is scanned")
 
 
 class RetrieveResponse(BaseModel):
