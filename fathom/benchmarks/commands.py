@@ -20,6 +20,16 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _report(table: str, results: Any, json_out: str | None) -> int:
+    """Print a benchmark's table and, with ``--json OUT``, write its full results there."""
+    print(table)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        print(f"wrote {json_out}")
+    return 0
+
+
 def cmd_bench_quality(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.quality import format_table, run_quality
 
@@ -34,12 +44,7 @@ def cmd_bench_quality(args: argparse.Namespace, settings: Settings) -> int:
     results = run_quality(dataset, settings, split=args.split, chunker=args.chunker, max_queries=args.max_queries,
                           state_dir=Path(args.keep_index) if args.keep_index else None, source=args.source,
                           extra_rerankers=extra)
-    print(format_table(results))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"wrote {args.json}")
-    return 0
+    return _report(format_table(results), results, args.json)
 
 
 def cmd_bench_calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,36 +71,21 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     with tempfile.TemporaryDirectory(prefix="fathom-bench-ingest-") as tmp:
         results = run_ingest_bench(settings, settings.data_dir, tmp=Path(tmp))
-    print(format_ingest(results))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"wrote {args.json}")
-    return 0
+    return _report(format_ingest(results), results, args.json)
 
 
 def cmd_bench_cache(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.cache_bench import format_cache, run_cache_bench
 
     result = run_cache_bench(settings, threshold=args.threshold)
-    print(format_cache(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
-    return 0
+    return _report(format_cache(result), result, args.json)
 
 
 def cmd_bench_injection(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.injection_bench import format_injection, run_injection_bench
 
     result = run_injection_bench(settings.data_dir)
-    print(format_injection(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False))
-        print(f"wrote {args.json}")
-    return 0
+    return _report(format_injection(result), result, args.json)
 
 
 def register(cli: Any) -> None:
