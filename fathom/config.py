@@ -81,6 +81,9 @@ class RetrievalSettings(BaseModel):
 # Default rerank depth `fathom reranker train|distil` writes to a model's card: the deepest at which the 2-layer
 # student's rerank stage stays under 40 ms P95 on 2 cores (README > Benchmarks, the rerank curve).
 CROSS_ENCODER_SERVE_DEPTH = 10
+# Rerank sizes when neither the settings nor the reranker name them (the mpnet rescoring's measured defaults).
+DEFAULT_RERANK_DEPTH = 50
+DEFAULT_RERANK_MAX_LENGTH = 256
 
 
 class RerankSettings(BaseModel):
@@ -107,6 +110,16 @@ class RerankSettings(BaseModel):
                                                               "under <model_dir>/rerankers/ (cross_encoder_dir wins)")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads of the cross-encoder session; "
                                                          "default models.threads")
+
+    def sizes(self, own_depth: int | None = None, own_max_length: int | None = None) -> tuple[int, int]:
+        """(depth, max_length) served: these settings when set, else the reranker's own (a trained
+        cross-encoder's card), else the kind-wide defaults.
+
+        A 2-layer model trained on 128 tokens served at the mpnet rescoring's 50 x 256 would cost ~5x the
+        time for no measured gain, so a card's sizes beat the kind-wide ones.
+        """
+        return (self.depth or own_depth or DEFAULT_RERANK_DEPTH,
+                self.max_length or own_max_length or DEFAULT_RERANK_MAX_LENGTH)
 
 
 class GuardSettings(BaseModel):

@@ -75,7 +75,7 @@ def test_second_identical_query_is_an_exact_hit(base_url, keys, runtime):
     # Parameters that shape the answer are part of the key.
     assert ask(base_url, keys, "alpha-app", "What is the waggle dance?", top_k=2)["cache"] == "miss"
     # The entry lives in Redis (this process has no other cache), under the tenant's hash tag.
-    assert runtime.answers.store.backend == "redis"
+    assert runtime.answer_cache.store.backend == "redis"
     assert any(k.startswith(b"fathom:ans:{alpha}:") for k in runtime.redis.client.scan_iter("fathom:ans:*"))
 
 

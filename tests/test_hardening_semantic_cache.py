@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fathom.benchmarks.cache_bench import run_cache_bench
+from fathom.retrieval.stages import EmbedQuery
 from fathom.service.cache.answers import question_terms
 from tests.hardening_support import serving
 from tests.support import Keys, client
@@ -35,7 +36,8 @@ def test_question_terms_keep_numbers_identifiers_names_and_negations():
 def test_a_question_differing_in_a_number_is_not_served_the_cached_answer(tmp_path, base_settings, models_ready):
     keys = Keys().add_tenants(["cachefix"])
     with serving(base_settings, tmp_path / "state", keys, cache={"enabled": True, "semantic": True}) as (url, rt):
-        cosine = float(np.dot(rt.pipeline.embedder.embed_query(Q48), rt.pipeline.embedder.embed_query(Q47)))
+        embed = rt.pipeline.stage(EmbedQuery).embed
+        cosine = float(np.dot(embed(Q48), embed(Q47)))
         assert cosine >= rt.settings.cache.semantic_threshold, cosine     # the embedding cannot tell them apart
         with client(url) as c:
             assert c.post("/v1/documents", json={"documents": DOCS}, headers=keys.headers("cachefix-admin")).status_code == 200

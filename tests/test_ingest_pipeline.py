@@ -50,7 +50,7 @@ def test_every_fixture_is_ingested_or_rejected_with_its_reason(runtime, docs_fix
     # 872-page DOCX would otherwise embed tens of thousands of breakpoint sentences. Semantic chunking has its
     # own tests below and is the default everywhere else.
     fixed = runtime.settings.model_copy(update={"ingest": runtime.settings.ingest.model_copy(update={"chunker": "fixed"})})
-    pipeline = build_ingest(fixed, runtime.store, runtime.registry, runtime.models, cache=runtime.cache)
+    pipeline = build_ingest(fixed, runtime.store, runtime.registry, runtime.models, cache=runtime.embedding_cache)
     tenant = Tenant("fixtures")
     items = []
     for name in sorted(EXPECTED):

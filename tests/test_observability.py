@@ -69,7 +69,7 @@ def scrape(base_url: str) -> tuple[str, dict]:
 
 
 def test_embedded_default_caches_in_process(base_url, keys, runtime):
-    assert runtime.redis is None and runtime.answers.store.backend == "memory"
+    assert runtime.redis is None and runtime.answer_cache.store.backend == "memory"
     q = "What fuels the Voyager probes?"
     assert ask(base_url, keys, q)["cache"] == "miss"
     assert ask(base_url, keys, q)["cache"] == "hit-exact"

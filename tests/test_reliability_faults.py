@@ -35,7 +35,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -45,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fathom.ingest.ingest_pipeline import IngestItem
 from fathom.retrieval.guard import DEGRADING
 from fathom.retrieval.rerank.interface import RerankTimeout
+from fathom.retrieval.stages import Rerank
 from fathom.config import LimitSettings
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
@@ -366,7 +366,8 @@ def test_reranker_raising_returns_the_fused_order_flagged(base_url, keys, runtim
 
 def test_reranker_over_its_budget_returns_the_fused_order_flagged(base_url, keys, runtime, monkeypatch):
     """A reranker that overruns ``rerank.budget_ms`` (sleeps, then scores): its late scores are discarded."""
-    monkeypatch.setattr(runtime.pipeline, "rerank_cfg", replace(runtime.pipeline.rerank_cfg, budget_ms=200.0))
+    rerank = runtime.pipeline.stage(Rerank)
+    monkeypatch.setattr(rerank, "settings", rerank.settings.model_copy(update={"budget_ms": 200.0}))
     monkeypatch.setattr(runtime.pipeline, "reranker", Faulty(runtime.pipeline.reranker, "score", sleep_s=0.5))
     with client(base_url) as c:
         r = post(c, keys, "alpha-app", "Voyager radioisotope thermoelectric generators", rerank=True)

@@ -23,7 +23,9 @@ import pytest
 from fathom.retrieval.guard import GuardPolicy, Reason, Status
 from fathom.training.prepare import sha256_files
 from fathom.retrieval.models.specs import MANIFEST, MINILM, ONNX_FP32, ONNX_INT8, TOKENIZER
-from fathom.retrieval.query_pipeline import RerankConfig, RetrievalQuery
+from fathom.config import RerankSettings
+from fathom.retrieval.query_pipeline import RetrievalQuery
+from fathom.retrieval.stages import Rerank
 from fathom.retrieval.rerank.adaptive import AdaptivePolicy, decide_depth, dense_lead
 from fathom.retrieval.rerank.interface import Candidate, Deadline, RerankTimeout
 from fathom.retrieval.rerank.cross_encoder import MODEL_CARD, CrossEncoderReranker, first_stage_prior
@@ -193,7 +195,8 @@ def test_distilled_student_is_smaller_and_records_its_teacher(train_settings: Se
 
 def test_the_card_sets_the_served_sizes_and_settings_override_them(labelled_model: Path, bench_index: Any) -> None:
     """Served by default at the length it was trained at and the card's depth; FATHOM_RERANK__* still win."""
-    from fathom.retrieval.components import DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH, build_pipeline, rerank_sizes
+    from fathom.config import DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH
+    from fathom.retrieval.components import build_pipeline, rerank_sizes
 
     card = json.loads((labelled_model / MODEL_CARD).read_text())
     assert card["serving"]["depth"] == 7 and card["serving"]["max_length"] == 96 == card["max_length"]
@@ -202,7 +205,7 @@ def test_the_card_sets_the_served_sizes_and_settings_override_them(labelled_mode
     settings = bench_index.settings.model_copy(update={"rerank": bench_index.settings.rerank.model_copy(
         update={"depth": None, "max_length": None})})
     served = build_pipeline(settings, bench_index.store, bench_index.models, reranker)
-    assert (served.rerank_cfg.depth, served.rerank_cfg.max_length) == (7, 96)
+    assert served.stage(Rerank).settings.sizes() == (7, 96)
     pinned = settings.model_copy(update={"rerank": settings.rerank.model_copy(update={"depth": 30, "max_length": 64})})
     assert rerank_sizes(pinned, reranker) == (30, 64)
     assert rerank_sizes(settings, None) == (DEFAULT_RERANK_DEPTH, DEFAULT_RERANK_MAX_LENGTH)
@@ -211,7 +214,7 @@ def test_the_card_sets_the_served_sizes_and_settings_override_them(labelled_mode
 def test_trained_reranker_serves_in_the_pipeline(labelled_model: Path, pipeline: Any, bench_index: Any) -> None:
     reranker = CrossEncoderReranker.from_dir(labelled_model)
     pipeline.reranker = reranker
-    pipeline.rerank_cfg = RerankConfig(depth=10, max_length=96, budget_ms=10_000, adaptive=False)
+    pipeline.stage(Rerank).settings = RerankSettings(depth=10, max_length=96, budget_ms=10_000, adaptive=False)
     query = next(iter(bench_index.dataset.judged_queries.values()))
     res = pipeline.retrieve(RetrievalQuery(bench_index.tenant, query, top_k=10, rerank=True, policy=OPEN))
     assert res.reranker == reranker.name and res.reranker.startswith("cross-encoder:ci-labelled")
@@ -230,7 +233,7 @@ def test_deadline_cancels_the_session_run_and_the_fused_order_goes_out(labelled_
     candidates = [Candidate(c.hit, c.fused_score, i) for i, c in enumerate(fused.candidates)]
     with pytest.raises(RerankTimeout):
         reranker.score(query, candidates, max_length=96, deadline=Deadline.after_ms(1))
-    pipeline.rerank_cfg = RerankConfig(depth=10, max_length=96, budget_ms=1, adaptive=False)
+    pipeline.stage(Rerank).settings = RerankSettings(depth=10, max_length=96, budget_ms=1, adaptive=False)
     res = pipeline.retrieve(RetrievalQuery(bench_index.tenant, query, top_k=10, rerank=True, policy=OPEN))
     assert Reason.RERANKER_TIMEOUT in res.reasons and res.reranker is None
     assert res.status is Status.DEGRADED and res.degraded == ["reranker_timeout"]
@@ -244,17 +247,17 @@ def test_adaptive_depth_skips_or_shortens_without_degrading(labelled_model: Path
                                                            bench_index: Any) -> None:
     pipeline.reranker = CrossEncoderReranker.from_dir(labelled_model)
     query = next(iter(bench_index.dataset.judged_queries.values()))
-    pipeline.rerank_cfg = RerankConfig(depth=10, max_length=96, budget_ms=10_000, adaptive=True,
+    pipeline.stage(Rerank).settings = RerankSettings(depth=10, max_length=96, budget_ms=10_000, adaptive=True,
                                        adaptive_margin=-2.0, confident_depth=0)   # every lead counts as decisive
     res = pipeline.retrieve(RetrievalQuery(bench_index.tenant, query, top_k=10, rerank=True, policy=OPEN))
     assert Reason.RERANK_SKIPPED_CONFIDENT in res.reasons and not res.degraded
     assert all(c.rerank_score is None for c in res.candidates)
-    pipeline.rerank_cfg = RerankConfig(depth=10, max_length=96, budget_ms=10_000, adaptive=True,
+    pipeline.stage(Rerank).settings = RerankSettings(depth=10, max_length=96, budget_ms=10_000, adaptive=True,
                                        adaptive_margin=-2.0, confident_depth=3)
     res = pipeline.retrieve(RetrievalQuery(bench_index.tenant, query, top_k=10, rerank=True, policy=OPEN))
     assert Reason.RERANK_SHORTENED_CONFIDENT in res.reasons and not res.degraded
     assert sum(c.rerank_score is not None for c in res.candidates) == 3
-    pipeline.rerank_cfg = RerankConfig(depth=10, max_length=96, budget_ms=10_000, adaptive=True,
+    pipeline.stage(Rerank).settings = RerankSettings(depth=10, max_length=96, budget_ms=10_000, adaptive=True,
                                        adaptive_margin=2.0, confident_depth=0)    # no lead is decisive
     res = pipeline.retrieve(RetrievalQuery(bench_index.tenant, query, top_k=10, rerank=True, policy=OPEN))
     assert not {Reason.RERANK_SKIPPED_CONFIDENT, Reason.RERANK_SHORTENED_CONFIDENT} & set(res.reasons)

@@ -14,7 +14,8 @@ import pytest
 
 from fathom.benchmarks.datasets import load_beir
 from fathom.ingest.ingest_pipeline import IngestItem
-from fathom.retrieval.query_pipeline import RerankConfig
+from fathom.config import RerankSettings
+from fathom.retrieval.stages import Rerank
 from fathom.retrieval.store.server_store import ServerStore
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.app import create_app
@@ -189,7 +190,7 @@ def test_reranker_failure_returns_fused_order_flagged(base_url, keys, runtime, m
 
 
 def test_reranker_over_budget_returns_fused_order_flagged(base_url, keys, runtime, monkeypatch):
-    monkeypatch.setattr(runtime.pipeline, "rerank_cfg", RerankConfig(depth=50, budget_ms=0.01))
+    monkeypatch.setattr(runtime.pipeline.stage(Rerank), "settings", RerankSettings(depth=50, budget_ms=0.01))
     body = retrieve(base_url, keys, "alpha-app", "Voyager radioisotope generators").json()
     assert body["status"] == "degraded" and body["reasons"] == ["reranker_timeout"]
     assert body["chunks"] and all(c["provenance"]["rerank_score"] is None for c in body["chunks"])

@@ -31,8 +31,9 @@ from fathom.config import Settings
 from fathom.ingest.ingest_pipeline import IngestItem
 from fathom.retrieval.guard import GuardPolicy
 from fathom.retrieval.query_pipeline import RetrievalQuery
+from fathom.retrieval.stages import EmbedQuery
 from fathom.retrieval.tenancy import Tenant
-from fathom.service.api.retrieve import to_response
+from fathom.service.answering import to_response
 from fathom.service.cache.answers import AnswerCache, AnswerParams, settings_fingerprint
 from fathom.service.cache.cache_backends import MemoryAnswerStore
 from fathom.service.cache.generation import MemoryGenerations
@@ -70,7 +71,8 @@ def run_cache_bench(settings: Settings, fixture: Path = PAIRS, threshold: float 
 def _measure(rt: Runtime, pairs: list[dict[str, str]], threshold: float, settings: Settings) -> dict[str, Any]:
     policy = GuardPolicy(settings.guard.min_confidence, settings.guard.min_chunk_confidence)
     questions = sorted({q for p in pairs for q in (p["a"], p["b"])})
-    vectors = {q: np.asarray(rt.pipeline.embedder.embed_query(q), dtype=np.float32) for q in questions}
+    embed = rt.pipeline.stage(EmbedQuery).embed
+    vectors = {q: np.asarray(embed(q), dtype=np.float32) for q in questions}
     fresh = {}
     for q in questions:
         result = rt.pipeline.retrieve(RetrievalQuery(tenant=TENANT, text=q, top_k=5, mode="hybrid", rerank=True,

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from fathom.retrieval.guard import GuardPolicy
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.query_pipeline import RetrievalPipeline, RetrievalQuery
 from fathom.retrieval.rerank.interface import Reranker
+from fathom.retrieval.stages import Rerank
 from fathom.config import Settings, get_settings
 from fathom.retrieval.store.contract import IndexRef, VectorStore
 from fathom.retrieval.tenancy import Tenant
@@ -231,12 +232,13 @@ def run_quality(dataset_path: Path, settings: Settings | None = None, *, split: 
             random.Random(13).shuffle(keys)
             queries = {q: queries[q] for q in keys[:max_queries]}
         pipeline = build_pipeline(index.settings, index.store, index.models)
-        default_reranker, default_cfg = pipeline.reranker, pipeline.rerank_cfg
+        rerank_stage = pipeline.stage(Rerank)
+        default_reranker, default_cfg = pipeline.reranker, rerank_stage.settings
         results: dict[str, Any] = {}
         for mode in default_modes(pipeline, default_reranker) + [Mode(n, "hybrid", r) for n, r in extra_rerankers]:
             # Each reranker at its own served sizes (its card's, unless the settings name them), as `serve` would.
             depth, max_length = rerank_sizes(index.settings, mode.reranker)
-            pipeline.rerank_cfg = replace(default_cfg, depth=depth, max_length=max_length)
+            rerank_stage.settings = default_cfg.model_copy(update={"depth": depth, "max_length": max_length})
             run, stages = run_mode(pipeline, index.tenant, queries, mode)
             results[mode.name] = summarise(run, index.dataset.qrels, stages)
             if mode.reranker is not None:
@@ -245,7 +247,7 @@ def run_quality(dataset_path: Path, settings: Settings | None = None, *, split: 
         run, lat = rank_bm25_baseline(index, queries)
         results["rank-bm25"] = summarise(run, index.dataset.qrels, {"total": lat})
         policy = GuardPolicy(settings.guard.min_confidence, settings.guard.min_chunk_confidence)
-        pipeline.reranker, pipeline.rerank_cfg = default_reranker, default_cfg
+        pipeline.reranker, rerank_stage.settings = default_reranker, default_cfg
         results["_guard"] = {"policy": {"min_confidence": policy.min_confidence,
                                         "min_chunk_confidence": policy.min_chunk_confidence}}
         for name, rerank in (("hybrid", False), ("hybrid+rerank", True)):

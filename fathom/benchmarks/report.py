@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fathom.service.observability.metrics import STAGES
+
 # Results go to the checkout's benchmarks/results/ (gitignored), beside the code, not inside the package.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
@@ -61,7 +63,7 @@ def load_table(results: Mapping[str, Any]) -> list[str]:
 
 def stage_table(results: Mapping[str, Any]) -> list[str]:
     """Server-side mean ms per request and stage (from /metrics), next to the client's mean."""
-    stages = ["auth", "ratelimit", "cache", "embed", "search", "rerank", "guard", "total"]
+    stages = list(STAGES)
     lines = ["| configuration | client mean | server route mean | " + " | ".join(stages) + " |",
              "|---|---|---|" + "---|" * len(stages)]
     for key, r in results.items():

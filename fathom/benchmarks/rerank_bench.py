@@ -21,9 +21,9 @@ from typing import Any
 
 from fathom.benchmarks.quality import BenchIndex, Mode, run_mode, summarise
 from fathom.retrieval.components import build_pipeline
-from fathom.retrieval.query_pipeline import RerankConfig
 from fathom.retrieval.rerank.interface import Reranker
 from fathom.retrieval.rerank.cross_encoder import MODEL_CARD, CrossEncoderReranker
+from fathom.retrieval.stages import Rerank
 from fathom.config import Settings
 
 Log = Callable[[str], None]
@@ -93,10 +93,9 @@ def run_curve(index: BenchIndex, points: Sequence[CurvePoint], *, max_queries: i
     pipeline = build_pipeline(settings, index.store, index.models)
     rows = []
     for point in points:
-        pipeline.rerank_cfg = RerankConfig(depth=max(point.depth, 1), max_length=max(point.max_length, 16),
-                                           budget_ms=CURVE_BUDGET_MS, adaptive=point.adaptive,
-                                           adaptive_margin=settings.rerank.adaptive_margin,
-                                           confident_depth=settings.rerank.confident_depth)
+        pipeline.stage(Rerank).settings = settings.rerank.model_copy(update={
+            "depth": max(point.depth, 1), "max_length": max(point.max_length, 16), "budget_ms": CURVE_BUDGET_MS,
+            "adaptive": point.adaptive})
         run, stages = run_mode(pipeline, index.tenant, queries, Mode(point.name, "hybrid", point.reranker))
         summary = summarise(run, index.dataset.qrels, stages)
         rerank = summary["stages"].get("rerank", {"p50_ms": 0.0, "p95_ms": 0.0})

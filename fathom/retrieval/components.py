@@ -1,5 +1,7 @@
 """Build retrieval components from settings (store, model sessions, reranker, pipeline).
 
+The one place the retrieval pipeline's stage list is wired (:func:`build_pipeline`).
+
 Model sessions are expensive (hundreds of ms and tens of MB each), so a
 :class:`Models` bundle is loaded once per process and shared by the
 pipeline, the indexer and the chunker.
@@ -14,9 +16,11 @@ from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params
 from fathom.retrieval.calibration import Logistic
 from fathom.retrieval.models.embedder import OnnxEmbedder, load_embedder
 from fathom.retrieval.models.specs import MINILM, MPNET
-from fathom.retrieval.query_pipeline import FirstStageConfig, RerankConfig, RetrievalPipeline
+from fathom.retrieval.query_pipeline import RetrievalPipeline
 from fathom.retrieval.rerank.interface import Reranker
 from fathom.retrieval.rerank.bi_encoder import BiEncoderRescorer
+from fathom.retrieval.stages import (AttachVectors, EmbedQuery, FirstStageSearch, FlagInjection, Guard, Rerank,
+                                     ResolveIndex)
 from fathom.config import Settings
 from fathom.retrieval.store.contract import VectorStore
 
@@ -71,35 +75,26 @@ def build_reranker(settings: Settings, models: Models) -> Reranker | None:
     return CrossEncoderReranker.from_dir(path, threads=k.threads or settings.models.threads)
 
 
-# Rerank sizes when neither the settings nor the reranker name them (the mpnet rescoring's measured defaults).
-DEFAULT_RERANK_DEPTH = 50
-DEFAULT_RERANK_MAX_LENGTH = 256
-
-
 def rerank_sizes(settings: Settings, reranker: Reranker | None) -> tuple[int, int]:
-    """(depth, max_length): the settings when set, else the reranker's own defaults, else the kind-wide ones.
-
-    A trained cross-encoder's card names the length it was trained at and the
-    depth its rerank curve fits into the latency budget; serving a 2-layer
-    model trained on 128 tokens at the mpnet rescoring's 50 x 256 would cost
-    ~5x the time for no measured gain.
-    """
-    k = settings.rerank
-    own_depth, own_length = (reranker.default_depth, reranker.default_max_length) if reranker else (None, None)
-    return k.depth or own_depth or DEFAULT_RERANK_DEPTH, k.max_length or own_length or DEFAULT_RERANK_MAX_LENGTH
+    """(depth, max_length) served: the settings when set, else the reranker's own defaults (a trained
+    cross-encoder's card: the length it was trained at, the depth its rerank curve fits into the latency
+    budget), else the kind-wide ones (``RerankSettings.sizes``)."""
+    if reranker is None:
+        return settings.rerank.sizes()
+    return settings.rerank.sizes(reranker.default_depth, reranker.default_max_length)
 
 
 def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
-    r, k = settings.retrieval, settings.rerank
+    """The standard stage list. A new stage (a relevance judge, context assembly, an access filter) goes here."""
+    r = settings.retrieval
     reranker = reranker if reranker is not None else build_reranker(settings, models)
     depth, max_length = rerank_sizes(settings, reranker)
-    return RetrievalPipeline(
-        store, models.dense,
-        bm25=Bm25Encoder(Bm25Params(r.bm25_k1, r.bm25_b)),
-        reranker=reranker,
-        first_stage=FirstStageConfig(fusion=r.fusion, rrf_k=r.rrf_k, prefetch_limit=r.prefetch_limit,
-                                     hnsw_ef=settings.store.hnsw_ef),
-        rerank=RerankConfig(depth=depth, max_length=max_length, budget_ms=k.budget_ms, adaptive=k.adaptive,
-                            adaptive_margin=k.adaptive_margin, confident_depth=k.confident_depth),
-        dense_calibration=Logistic(*settings.guard.dense_calibration),
-    )
+    return RetrievalPipeline([
+        ResolveIndex(store),
+        EmbedQuery(models.dense),
+        FirstStageSearch(store, Bm25Encoder(Bm25Params(r.bm25_k1, r.bm25_b)), r, hnsw_ef=settings.store.hnsw_ef),
+        AttachVectors(store),
+        Rerank(reranker, settings.rerank.model_copy(update={"depth": depth, "max_length": max_length})),
+        Guard(Logistic(*settings.guard.dense_calibration)),
+        FlagInjection(),
+    ])

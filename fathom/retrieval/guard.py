@@ -1,5 +1,10 @@
 """Empty-context guard: decide whether the context is worth handing to an LLM.
 
+All of the guard is here: the statuses and reason codes, the per-tenant policy,
+how a candidate's confidence is read from the signals it carries
+(:func:`score`) and the decision (:func:`decide`). The pipeline's ``guard``
+stage (``fathom/retrieval/stages/guard.py``) only calls these two.
+
 The guard never lets an empty list go out as ``ok``. It turns the stage
 outcomes and relevance signals into one of four statuses:
 
@@ -14,9 +19,12 @@ outcomes and relevance signals into one of four statuses:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fathom.retrieval.bm25 import tokenize
+from fathom.retrieval.calibration import Logistic, ramp
 from fathom.retrieval.rerank.interface import Candidate
 
 
@@ -64,8 +72,35 @@ class GuardDecision:
     kept: list[Candidate]
 
 
+def confidence(c: Candidate, q_terms: set[str], dense_calibration: Logistic,
+               rerank_calibration: Callable[[float], float | None] | None) -> float:
+    """A candidate's calibrated probability of being relevant, from the best signal it carries.
+
+    A reranker's score when the reranker that scored it has a fitted calibration; else the first-stage dense
+    cosine (calibrated in settings); else, BM25 only (by request or because the embedder failed), the share
+    of query terms it contains: lexical overlap is all there is.
+    """
+    if c.rerank_score is not None and rerank_calibration is not None:
+        calibrated = rerank_calibration(c.rerank_score)
+        if calibrated is not None:
+            return calibrated
+    if c.dense_cos is not None:
+        return dense_calibration(c.dense_cos)
+    if q_terms:
+        c.term_coverage = len(q_terms & set(tokenize(c.hit.text))) / len(q_terms)
+    return ramp(c.term_coverage or 0.0, 0.2, 1.0)
+
+
+def score(candidates: Sequence[Candidate], query: str, dense_calibration: Logistic,
+          rerank_calibration: Callable[[float], float | None] | None) -> None:
+    """Fill in ``confidence`` of each candidate (the query is tokenized only if a candidate lacks a dense cosine)."""
+    q_terms = set(tokenize(query)) if any(c.dense_cos is None for c in candidates) else set()
+    for c in candidates:
+        c.confidence = confidence(c, q_terms, dense_calibration, rerank_calibration)
+
+
 def decide(candidates: list[Candidate], policy: GuardPolicy, stage_reasons: list[Reason]) -> GuardDecision:
-    """Apply the thresholds to already-scored candidates (``confidence`` filled in by the pipeline)."""
+    """Apply the thresholds to already-scored candidates (``confidence`` filled in by :func:`score`)."""
     reasons = list(stage_reasons)
     if not candidates:
         if Reason.EMPTY_INDEX not in reasons:

@@ -1,54 +1,50 @@
-"""The retrieval pipeline: encode → one hybrid store query → rerank → guard.
+"""The retrieval pipeline: an explicit, ordered list of stages run by a thin runner.
 
-One instance serves many concurrent requests (FastAPI's thread pool): it holds
-the model sessions (created once) and the store; every call carries its own
-tenant, deadline and policy.
+The standard list (built in one place, :func:`fathom.retrieval.components.build_pipeline`)::
+
+    resolve_index -> embed -> search -> attach_vectors -> rerank -> guard -> flag
+
+Each stage is a small component with one job (``fathom/retrieval/stages/``, one
+module each; Haystack 2.x components are the model): configured and given its
+parts at construction, it reads and writes named fields of the per-request
+:class:`RetrievalState` and declares which (``reads``/``writes``), so the
+runner can refuse a list in which a stage reads what no earlier stage wrote.
+A new stage (a relevance judge between ``rerank`` and ``guard``, context
+assembly after ``guard``, an access filter after ``resolve_index``) is one more
+component in the list, or :meth:`RetrievalPipeline.inserted`.
+
+Between stages the runner checks the request deadline; what happens when it
+has passed is the stage's ``on_deadline``: ``FAIL`` (nothing to answer with
+yet: :class:`DeadlineExceeded`, the API's 504), ``SKIP`` (the stage is left
+out and the answer goes out degraded, ``deadline_exceeded``) or ``RUN``.
+A stage can add reasons (a degrading one marks the answer degraded, see
+``guard.DEGRADING``), :meth:`~RetrievalState.halt` (the remaining search
+stages are skipped; the ``finishing`` ones, the guard and what follows it,
+still run) or :meth:`~RetrievalState.finish` with a final status.
+
+One instance serves many concurrent requests (FastAPI's thread pool): the
+stages hold the model sessions (created once) and the store; every call
+carries its own tenant, deadline and policy in its own state object.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from fathom.retrieval.bm25 import Bm25Encoder, tokenize
-from fathom.retrieval.calibration import Logistic, ramp
-from fathom.retrieval.guard import GuardPolicy, Reason, Status, decide
-from fathom.retrieval.rerank.adaptive import AdaptivePolicy, decide_depth
-from fathom.retrieval.rerank.interface import Candidate, Deadline, Reranker, RerankTimeout
-from fathom.retrieval.store.contract import DENSE, IndexNotFound, IndexRef, MetadataFilter, Mode, SearchRequest, VectorStore
+from fathom.retrieval.guard import DEGRADING, GuardDecision, GuardPolicy, Reason, Status
+from fathom.retrieval.rerank.interface import Candidate, Deadline
+from fathom.retrieval.store.contract import MetadataFilter, Mode
 from fathom.retrieval.tenancy import Tenant
 
-log = logging.getLogger(__name__)
-
-
-class QueryEmbedder:
-    """Anything with ``embed_query(text) -> np.ndarray`` (the ONNX embedder in production)."""
-
-    def embed_query(self, text: str) -> np.ndarray: ...  # pragma: no cover - protocol
-
-
-@dataclass(frozen=True, slots=True)
-class FirstStageConfig:
-    fusion: str = "dbsf"
-    rrf_k: int = 2
-    prefetch_limit: int = 200
-    hnsw_ef: int | None = 128
-
-
-@dataclass(frozen=True, slots=True)
-class RerankConfig:
-    depth: int = 50
-    max_length: int = 256
-    budget_ms: float = 250.0
-    adaptive: bool = False
-    adaptive_margin: float = 0.10      # dense-cosine lead that makes fusion's top-1 decisive (fathom/retrieval/rerank/adaptive.py)
-    confident_depth: int = 0           # depth reranked when decisive; 0 skips
+# Opens a tracing span around one stage. The service passes OpenTelemetry spans; retrieval stays free of tracing code.
+StageSpan = Callable[[str], AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,211 +82,181 @@ class RetrievalResult:
 
     @property
     def degraded(self) -> list[str]:
-        from fathom.retrieval.guard import DEGRADING
         return [r.value for r in self.reasons if r in DEGRADING]
+
+    @property
+    def flags(self) -> list[str]:
+        """Union of the returned chunks' content flags (e.g. ``prompt_injection``), sorted."""
+        return sorted({f for c in self.candidates for f in c.flags})
 
 
 class DeadlineExceeded(TimeoutError):
     """The request's deadline passed before the pipeline had any context to return (the API answers 504)."""
 
 
+@dataclass(slots=True)
+class RetrievalState:
+    """One request on its way through the stages. Fields are filled in list order; each stage names what it
+    reads and writes (``Stage.reads``/``Stage.writes``)."""
+
+    query: RetrievalQuery
+    head: int                               # fused candidates the later stages look at (top_k, or a rerank depth)
+    vector_names: tuple[str, ...]           # stored vectors later stages asked for (besides the dense one)
+    reasons: list[Reason] = field(default_factory=list)
+    version: int | None = None              # the index version searched (None: nothing indexed)
+    mode: Mode = "hybrid"                   # the search mode actually run (bm25 when the embedder failed)
+    dense: np.ndarray | None = None         # the query embedding (None in bm25 mode)
+    candidates: list[Candidate] = field(default_factory=list)   # fused, then reranked order
+    reranker: str | None = None             # the reranker whose order went out (None: fused order)
+    rerank_calibration: Callable[[float], float | None] | None = None   # that reranker's score -> confidence
+    decision: GuardDecision | None = None   # the guard's verdict (or a stage's final status, see finish())
+    halted: bool = False
+
+    def halt(self) -> None:
+        """Skip the remaining search stages; the finishing ones (guard onwards) still run."""
+        self.halted = True
+
+    def finish(self, status: Status, reason: Reason) -> None:
+        """Decide the answer now (an access filter's refusal, a judge's verdict): no chunks go out.
+
+        ``status`` is a final one without context (``no_relevant_context``); the guard keeps this decision.
+        """
+        if status in (Status.OK, Status.DEGRADED):
+            raise ValueError("a stage may only finish without context; the guard decides ok/degraded")
+        self.candidates = []
+        self.decision = GuardDecision(status, [*self.reasons, reason], 0.0, [])
+        self.halt()
+
+
+class OnDeadline(Enum):
+    FAIL = "fail"      # nothing to answer with yet: DeadlineExceeded (504)
+    SKIP = "skip"      # leave the stage out; the answer goes out degraded (deadline_exceeded)
+    RUN = "run"        # runs regardless: cheap work that turns what there is into an answer
+
+
+# Fields the runner fills before the first stage.
+_INITIAL = frozenset({"query", "head", "vector_names", "reasons"})
+
+
+class Stage:
+    """One step of the pipeline. Subclasses set the class attributes and implement :meth:`run`."""
+
+    name: ClassVar[str]                      # span name and the name used by RetrievalPipeline.stage/inserted
+    timing: ClassVar[str | None] = None      # key in timings_ms (stages may share one); None: neither timed nor traced
+    on_deadline: ClassVar[OnDeadline] = OnDeadline.RUN
+    finishing: ClassVar[bool] = False        # runs after a halt too (the guard and what follows it)
+    reads: ClassVar[frozenset[str]] = frozenset()
+    writes: ClassVar[frozenset[str]] = frozenset()
+    parts: ClassVar[tuple[str, ...]] = ()    # swappable parts it holds ("store", "embedder", "reranker")
+
+    def applies(self, state: RetrievalState) -> bool:
+        """False: skipped for this request without a word (no deadline check, no reason)."""
+        return True
+
+    def head_size(self, query: RetrievalQuery) -> int:
+        """How many fused candidates this stage looks at (the search fetches at least the largest)."""
+        return 0
+
+    def vectors(self, query: RetrievalQuery) -> tuple[str, ...]:
+        """Stored vectors this stage needs on the head candidates (fetched by attach_vectors)."""
+        return ()
+
+    def run(self, state: RetrievalState) -> None:
+        raise NotImplementedError
+
+
+S = TypeVar("S", bound=Stage)
+
+
 class _Timer:
-    def __init__(self, span: StageSpan | None = None) -> None:
+    def __init__(self, span: StageSpan | None) -> None:
         self.ms: dict[str, float] = {}
         self.span = span
 
-    def stage(self, name: str) -> "_Stage":
-        return _Stage(self, name)
-
-
-class _Stage:
-    def __init__(self, timer: _Timer, name: str):
-        self.timer, self.name = timer, name
-
-    def __enter__(self) -> None:
-        self.span = self.timer.span(self.name) if self.timer.span else None
-        if self.span is not None:
-            self.span.__enter__()
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.timer.ms[self.name] = self.timer.ms.get(self.name, 0.0) + (time.perf_counter() - self.t0) * 1000.0
-        if self.span is not None:
-            self.span.__exit__(*exc)
-
-
-StageHook = Callable[[str, float], None]
-# Opens a tracing span around one stage. The service passes OpenTelemetry spans; retrieval stays free of tracing code.
-StageSpan = Callable[[str], AbstractContextManager[Any]]
+    def run(self, stage: Stage, state: RetrievalState) -> None:
+        if stage.timing is None:
+            stage.run(state)
+            return
+        with self.span(stage.name) if self.span is not None else nullcontext():
+            t0 = time.perf_counter()
+            try:
+                stage.run(state)
+            finally:
+                self.ms[stage.timing] = self.ms.get(stage.timing, 0.0) + (time.perf_counter() - t0) * 1000.0
 
 
 class RetrievalPipeline:
-    def __init__(
-        self,
-        store: VectorStore,
-        embedder: QueryEmbedder,
-        *,
-        bm25: Bm25Encoder | None = None,
-        reranker: Reranker | None = None,
-        first_stage: FirstStageConfig = FirstStageConfig(),
-        rerank: RerankConfig = RerankConfig(),
-        dense_calibration: Logistic = Logistic(31.39, -13.39),
-    ):
-        self.store = store
-        self.embedder = embedder
-        self.bm25 = bm25 or Bm25Encoder()
-        self.reranker = reranker
-        self.first_stage = first_stage
-        self.rerank_cfg = rerank
-        self._dense_calibration = dense_calibration
+    """Runs the stages in order for each query; holds no per-request state."""
 
-    # --- stages ------------------------------------------------------------------
-    def _encode(self, q: RetrievalQuery, reasons: list[Reason]) -> tuple[Mode, np.ndarray | None]:
-        if q.mode == "bm25":
-            return "bm25", None
-        if q.dense is not None:
-            return q.mode, np.asarray(q.dense, dtype=np.float32)
-        try:
-            return q.mode, np.asarray(self.embedder.embed_query(q.text), dtype=np.float32)
-        except Exception as exc:   # the dense leg is optional: fall back to BM25 and say so
-            log.warning("embedder failed, falling back to bm25: %s", exc)
-            reasons.append(Reason.EMBEDDER_FAILED)
-            return "bm25", None
+    def __init__(self, stages: Sequence[Stage]):
+        available = set(_INITIAL)
+        for stage in stages:
+            missing = stage.reads - available
+            if missing:
+                raise ValueError(f"stage {stage.name!r} reads {sorted(missing)}, which no earlier stage writes")
+            available |= stage.writes
+        if "decision" not in available:
+            raise ValueError("no stage decides the answer (the guard writes 'decision')")
+        self.stages: tuple[Stage, ...] = tuple(stages)
 
-    def _search(self, q: RetrievalQuery, mode: Mode, dense: np.ndarray | None, limit: int, version: int) -> list[Candidate]:
-        fs = self.first_stage
-        req = SearchRequest(
-            tenant=q.tenant, mode=mode, limit=limit, dense=dense, sparse=self.bm25.encode_query(q.text),
-            prefetch_limit=max(fs.prefetch_limit, limit), fusion=fs.fusion, rrf_k=fs.rrf_k,  # type: ignore[arg-type]
-            hnsw_ef=fs.hnsw_ef, filter=q.filter, version=version,
-        )
-        # Ties in fused scores come back in no fixed order; break them by id so a query is repeatable
-        # (the reindex gate compares recall across versions and must not see noise).
-        hits = sorted(_drop_superseded(self.store.search(req)), key=lambda h: (-h.score, h.id))
-        if q.unique_documents:
-            seen: set[str] = set()
-            hits = [h for h in hits if not (h.document_id in seen or seen.add(h.document_id))]
-        return [Candidate(hit=h, fused_score=h.score, fused_rank=i) for i, h in enumerate(hits)]
+    # --- the list ------------------------------------------------------------------
+    def stage(self, kind: type[S]) -> S:
+        """The (first) stage of that class, e.g. ``pipeline.stage(Rerank).settings``."""
+        for s in self.stages:
+            if isinstance(s, kind):
+                return s
+        raise KeyError(f"no {kind.__name__} stage in {[s.name for s in self.stages]}")
 
-    def _attach_vectors(self, q: RetrievalQuery, version: int, dense: np.ndarray | None, head: list[Candidate],
-                        rerank: bool) -> None:
-        """Fetch stored vectors for the head only: the dense one (absolute relevance) and any the reranker needs."""
-        names = [DENSE] if dense is not None else []
-        if rerank and self.reranker is not None:
-            names += [n for n in self.reranker.needs_vectors if n not in names]
-        vectors = self.store.fetch_vectors(IndexRef(q.tenant, version), [c.hit.id for c in head], names)
-        for c in head:
-            c.hit.vectors = vectors.get(c.hit.id, {})
-            vec = c.hit.vectors.get(DENSE)
-            if dense is not None and vec is not None:
-                c.dense_cos = float(vec @ dense / (np.linalg.norm(vec) * np.linalg.norm(dense) + 1e-12))
+    def inserted(self, stage: Stage, *, after: str | None = None, before: str | None = None) -> "RetrievalPipeline":
+        """A new pipeline with ``stage`` placed after/before the stage of that name (same parts, same settings)."""
+        names = [s.name for s in self.stages]
+        anchor = after if after is not None else before
+        if (after is None) == (before is None) or anchor not in names:
+            raise ValueError(f"insert after or before one of {names}")
+        at = names.index(anchor) + (1 if after is not None else 0)
+        return RetrievalPipeline([*self.stages[:at], stage, *self.stages[at:]])
 
-    def _rerank(self, q: RetrievalQuery, cands: list[Candidate], reasons: list[Reason]) -> list[Candidate]:
-        cfg = self.rerank_cfg
-        depth = cfg.depth
-        if cfg.adaptive:
-            decision = decide_depth(cands[:depth], depth, AdaptivePolicy(cfg.adaptive_margin, cfg.confident_depth))
-            if decision.confident:
-                reasons.append(Reason.RERANK_SKIPPED_CONFIDENT if decision.depth == 0 else Reason.RERANK_SHORTENED_CONFIDENT)
-                if decision.depth == 0:
-                    return cands
-                depth = decision.depth
-        head, tail = cands[:depth], cands[depth:]
-        deadline = Deadline.after_ms(min(cfg.budget_ms, q.deadline.remaining_ms()) if q.deadline else cfg.budget_ms)
-        try:
-            scores = self.reranker.score(q.text, head, max_length=cfg.max_length, deadline=deadline)  # type: ignore[union-attr]
-            deadline.check("reranker")
-        except RerankTimeout:
-            reasons.append(Reason.RERANKER_TIMEOUT)
-            return cands
-        except Exception as exc:
-            log.warning("reranker failed, keeping fused order: %s", exc)
-            reasons.append(Reason.RERANKER_FAILED)
-            return cands
-        for c, s in zip(head, scores):
-            c.rerank_score = s
-        head.sort(key=lambda c: c.rerank_score, reverse=True)  # type: ignore[arg-type, return-value]
-        return head + tail
+    # The parts callers swap (benchmarks compare rerankers, fault tests wrap the embedder or the store); each is held
+    # by the stages that name it in ``parts``.
+    def _part(self, name: str) -> Any:
+        return next((getattr(s, name) for s in self.stages if name in s.parts), None)
 
-    def _confidence(self, c: Candidate, q_terms: set[str]) -> float:
-        if c.rerank_score is not None and self.reranker is not None:
-            calibrated = self.reranker.confidence(c.rerank_score)
-            if calibrated is not None:
-                return calibrated
-        if c.dense_cos is not None:
-            return self._dense_calibration(c.dense_cos)
-        # BM25 only (by request or because the embedder failed): lexical overlap is all we know.
-        if q_terms:
-            c.term_coverage = len(q_terms & set(tokenize(c.hit.text))) / len(q_terms)
-        return ramp(c.term_coverage or 0.0, 0.2, 1.0)
+    def _set_part(self, name: str, value: Any) -> None:
+        holders = [s for s in self.stages if name in s.parts]
+        if not holders:
+            raise AttributeError(f"no stage holds a {name}")
+        for s in holders:
+            setattr(s, name, value)
+
+    store = property(lambda self: self._part("store"), lambda self, v: self._set_part("store", v))
+    embedder = property(lambda self: self._part("embedder"), lambda self, v: self._set_part("embedder", v))
+    reranker = property(lambda self: self._part("reranker"), lambda self, v: self._set_part("reranker", v))
 
     # --- entry point ---------------------------------------------------------------
-    def retrieve(self, q: RetrievalQuery, on_stage: StageHook | None = None, span: StageSpan | None = None) -> RetrievalResult:
-        """Run the pipeline. Raises ``StoreUnavailable`` when the store is down (the API maps it to 503).
+    def retrieve(self, q: RetrievalQuery, span: StageSpan | None = None) -> RetrievalResult:
+        """Run the stages. Raises ``StoreUnavailable`` when the store is down (the API maps it to 503).
 
-        ``q.deadline`` is checked between stages: past it before the search there is nothing to
-        return (``DeadlineExceeded``); past it before reranking the fused order goes out, degraded.
+        ``q.deadline`` is checked before each stage (see the module docstring): past it before the search
+        there is nothing to return (``DeadlineExceeded``); past it before reranking the fused order goes out,
+        degraded.
         """
         timer = _Timer(span)
-        reasons: list[Reason] = []
         t_start = time.perf_counter()
-        version = q.version or self.store.live_version(q.tenant)
-        if version is None:
-            return self._finish(q, [], [Reason.EMPTY_INDEX], None, timer, None, t_start, on_stage)
-        _check_deadline(q, "embed")
-        with timer.stage("embed"):
-            mode, dense = self._encode(q, reasons)
-        use_rerank = bool(self.reranker and q.rerank)
-        limit = max(q.top_k, self.rerank_cfg.depth if use_rerank else 0)
-        if q.unique_documents:
-            limit *= 3   # chunks of the same document collapse; fetch enough to fill top_k documents
-        _check_deadline(q, "search")
-        with timer.stage("search"):
-            try:
-                cands = self._search(q, mode, dense, limit, version)
-            except IndexNotFound:
-                return self._finish(q, [], [Reason.EMPTY_INDEX], None, timer, None, t_start, on_stage)
-            self._attach_vectors(q, version, dense, cands[: max(q.top_k, self.rerank_cfg.depth if use_rerank else 0)],
-                                 use_rerank)
-        reranker_name = None
-        if use_rerank and cands and q.deadline is not None and q.deadline.remaining_ms() <= 0:
-            reasons.append(Reason.DEADLINE_EXCEEDED)
-        elif use_rerank and cands:
-            with timer.stage("rerank"):
-                cands = self._rerank(q, cands, reasons)
-            reranker_name = self.reranker.name if not {Reason.RERANKER_FAILED, Reason.RERANKER_TIMEOUT} & set(reasons) else None  # type: ignore[union-attr]
-        return self._finish(q, cands, reasons, reranker_name, timer, version, t_start, on_stage)
-
-    def _finish(self, q: RetrievalQuery, cands: list[Candidate], reasons: list[Reason], reranker: str | None,
-                timer: _Timer, version: int | None, t_start: float, on_stage: StageHook | None) -> RetrievalResult:
-        with timer.stage("guard"):
-            top = cands[: q.top_k]
-            q_terms = set(tokenize(q.text)) if any(c.dense_cos is None for c in top) else set()
-            for c in top:
-                c.confidence = self._confidence(c, q_terms)
-            decision = decide(top, q.policy, reasons)
+        state = RetrievalState(q, head=max([q.top_k, *(s.head_size(q) for s in self.stages)]),
+                               vector_names=tuple(dict.fromkeys(n for s in self.stages for n in s.vectors(q))))
+        for stage in self.stages:
+            if state.halted and not stage.finishing:
+                continue
+            if not stage.applies(state):
+                continue
+            if q.deadline is not None and q.deadline.remaining_ms() <= 0:
+                if stage.on_deadline is OnDeadline.FAIL:
+                    raise DeadlineExceeded(f"request deadline passed before {stage.timing or stage.name}")
+                if stage.on_deadline is OnDeadline.SKIP:
+                    state.reasons.append(Reason.DEADLINE_EXCEEDED)
+                    continue
+            timer.run(stage, state)
         timer.ms["total"] = (time.perf_counter() - t_start) * 1000.0
-        if on_stage:
-            for name, ms in timer.ms.items():
-                on_stage(name, ms)
-        return RetrievalResult(decision.status, decision.reasons, decision.confidence, decision.kept,
-                               reranker, version, timer.ms)
-
-
-def _check_deadline(q: RetrievalQuery, stage: str) -> None:
-    if q.deadline is not None and q.deadline.remaining_ms() <= 0:
-        raise DeadlineExceeded(f"request deadline passed before {stage}")
-
-
-def _drop_superseded(hits: list[Any]) -> list[Any]:
-    """While a changed document is being replaced, old and new chunks may coexist for a moment.
-
-    Writers add the new version before deleting the old one (so a document is
-    never missing); readers drop chunks of a document whose newer version is
-    also in the result, so the two are never mixed in one answer.
-    """
-    newest: dict[str, int] = {}
-    for h in hits:
-        v = int(h.payload.get("doc_version", 0))
-        newest[h.document_id] = max(newest.get(h.document_id, v), v)
-    return [h for h in hits if int(h.payload.get("doc_version", 0)) == newest[h.document_id]]
+        d = state.decision
+        assert d is not None   # the constructor checked that a stage writes it, and the guard always runs
+        return RetrievalResult(d.status, d.reasons, d.confidence, d.kept, state.reranker, state.version, timer.ms)

@@ -42,11 +42,11 @@ class Runtime:
     ingest: IngestPipeline
     keys: KeyStore
     tenants: TenantDirectory
-    cache: EmbeddingCache | None = None
+    embedding_cache: EmbeddingCache | None = None     # query/chunk embeddings by text hash (ingest reuses them)
     extras: dict[str, object] = field(default_factory=dict)
     # Request-path machinery (fathom.service.serving). Write paths call generations.bump(tenant) after each write.
     generations: Generations = field(default_factory=MemoryGenerations)
-    answers: AnswerCache | None = None
+    answer_cache: AnswerCache | None = None           # retrieval answers (fathom.service.cache.answers)
     limiter: RateLimiter | None = None
     metrics: Metrics = field(default_factory=Metrics)
     tracing: Tracing = field(default_factory=Tracing)
@@ -60,18 +60,18 @@ class Runtime:
         store = open_store(settings)
         models = load_models(settings)
         registry = Registry(settings.registry)
-        cache = EmbeddingCache(settings.state_path / "embeddings.sqlite")
+        embedding_cache = EmbeddingCache(settings.state_path / "embeddings.sqlite")
         serving = build_serving(settings)
         rt = cls(
             settings=settings, store=store, models=models,
             pipeline=build_pipeline(settings, store, models),
             registry=registry,
-            ingest=InvalidatingIngest(build_ingest(settings, store, registry, models, cache=cache), serving.generations),
+            ingest=InvalidatingIngest(build_ingest(settings, store, registry, models, cache=embedding_cache), serving.generations),
             keys=KeyStore(Path(settings.service.api_keys_file) if settings.service.api_keys_file else None,
                           settings.service.api_keys),
             tenants=TenantDirectory(settings),
-            cache=cache,
-            generations=serving.generations, answers=serving.answers, limiter=serving.limiter,
+            embedding_cache=embedding_cache,
+            generations=serving.generations, answer_cache=serving.answer_cache, limiter=serving.limiter,
             metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
             jobs=JobSystem.open(settings),
         )
@@ -111,8 +111,8 @@ class Runtime:
             self.jobs.close()   # first: a running job stops before the store it writes to closes
         self.store.close()
         self.registry.close()
-        if self.cache:
-            self.cache.close()
+        if self.embedding_cache:
+            self.embedding_cache.close()
         if self.redis:
             self.redis.close()
         self.tracing.shutdown()

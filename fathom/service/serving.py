@@ -25,7 +25,7 @@ class Serving:
     metrics: Metrics
     tracing: Tracing
     generations: Generations
-    answers: AnswerCache | None
+    answer_cache: AnswerCache | None
     limiter: RateLimiter | None
 
 
@@ -38,11 +38,11 @@ def build_serving(settings: Settings) -> Serving:
                          on_error=lambda op: metrics.redis_errors.labels(op).inc())
     c, prefix = settings.cache, settings.cache.key_prefix
     generations: Generations = RedisGenerations(link, prefix) if link else MemoryGenerations()
-    answers = None
+    answer_cache = None
     if c.enabled:
         store: AnswerStore = (RedisAnswerStore(link, prefix=prefix, cap=c.max_entries_per_scope, ttl_s=c.ttl_s) if link
                               else MemoryAnswerStore(cap=c.max_entries_per_scope, ttl_s=c.ttl_s,
                                                      max_scopes=c.memory_max_scopes))
-        answers = AnswerCache(store, generations, c, settings_fingerprint(settings), link)
+        answer_cache = AnswerCache(store, generations, c, settings_fingerprint(settings), link)
     limiter = RateLimiter(settings.limits, prefix=prefix, link=link) if settings.limits.enabled else None
-    return Serving(link, metrics, Tracing.from_settings(settings.observability), generations, answers, limiter)
+    return Serving(link, metrics, Tracing.from_settings(settings.observability), generations, answer_cache, limiter)

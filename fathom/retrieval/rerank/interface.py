@@ -9,7 +9,7 @@ which reranker ran.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fathom.retrieval.store.contract import Hit
@@ -30,6 +30,10 @@ class Candidate:
     term_coverage: float | None = None   # share of query terms present in the chunk
     rerank_score: float | None = None
     confidence: float = 0.0
+    # Content flags -> what matched (e.g. {"prompt_injection": ["jailbreak"]}); flagged, never dropped.
+    flags: dict[str, list[str]] = field(default_factory=dict)
+    # Per flag, the returned fields it was found in (e.g. {"prompt_injection": ["metadata.title"]}).
+    flag_fields: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

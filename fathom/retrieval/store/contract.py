@@ -119,6 +119,16 @@ class Hit:
         return str(self.payload.get("text", ""))
 
 
+# Payload fields an answer returns as a chunk's metadata (the rest is internal bookkeeping or shown as provenance).
+RETURNED_METADATA_KEYS = ("source", "source_uri", "title", "filetype", "language", "section", "section_path", "pages",
+                          "tags", "pii", "redacted", "ingested_at", "content_hash")
+
+
+def returned_metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A chunk's metadata as answers return it: what the injection scan reads and what the client gets."""
+    return {k: payload[k] for k in RETURNED_METADATA_KEYS if payload.get(k) not in (None, "", [], {})}
+
+
 @dataclass(frozen=True, slots=True)
 class MetadataFilter:
     """Exact-match conditions on payload keys; a list value means "any of"."""

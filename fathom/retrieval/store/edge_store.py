@@ -1,5 +1,8 @@
 """Embedded store: the Qdrant engine in-process through ``qdrant-edge-py`` (pinned, beta API).
 
+Searches run the backend-neutral plan of ``query_plan.py``; this module only translates it (and the
+filters) into Edge types.
+
 Layout on disk::
 
     <root>/<tenant>/manifest.json     {"live": 3, "previous": 2}   (replaced atomically)
@@ -37,7 +40,8 @@ from fathom.retrieval.store.contract import (
     StoreUnavailable,
     tenant_payload_guard,
 )
-from fathom.retrieval.store.filters import Condition, FilterSpec, document_filter, query_filter, tenant_filter
+from fathom.retrieval.store.filters import Condition, FilterSpec, document_filter, tenant_filter
+from fathom.retrieval.store.query_plan import DenseLeg, Leg, QueryPlan, plan, to_hit
 from fathom.retrieval.tenancy import Tenant
 
 
@@ -52,6 +56,26 @@ def _filter(spec: FilterSpec) -> qe.Filter:
         must=[_condition(c) for c in spec.must],
         must_not=[_condition(c) for c in spec.must_not] or None,
     )
+
+
+def _leg(leg: Leg) -> tuple[qe.Query, qe.SearchParams]:
+    if isinstance(leg, DenseLeg):
+        return qe.Query.Nearest(leg.vector, using=leg.using), qe.SearchParams(hnsw_ef=leg.hnsw_ef, exact=leg.exact)
+    sparse = qe.SparseVector(indices=leg.vector.indices, values=leg.vector.values)
+    return qe.Query.Nearest(sparse, using=leg.using), qe.SearchParams(idf=qe.IdfParams(corpus=_filter(leg.idf_corpus)))
+
+
+def _query_request(query: QueryPlan) -> qe.QueryRequest:
+    """The plan as one Edge query: a single leg is the query; two are prefetches under the fusion."""
+    flt = _filter(query.filter)
+    if query.single is not None:
+        q, params = _leg(query.single)
+        return qe.QueryRequest(limit=query.limit, query=q, filter=flt, params=params, with_payload=True)
+    assert query.fusion is not None
+    prefetches = [qe.Prefetch(limit=leg.limit, filter=flt, params=params, query=q)
+                  for leg in query.legs for q, params in [_leg(leg)]]
+    fusion = qe.Fusion.Rrf(k=query.fusion.rrf_k) if query.fusion.kind == "rrf" else qe.Fusion.Dbsf()
+    return qe.QueryRequest(limit=query.limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=True)
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -243,40 +267,15 @@ class EdgeStore:
 
     # --- reads --------------------------------------------------------------------
     def search(self, request: SearchRequest) -> list[Hit]:
-        ref = self._resolve(request.tenant, request.version)
-        shard = self._shard(ref)
-        flt = _filter(query_filter(request.tenant, request.filter))
-        idf = qe.SearchParams(idf=qe.IdfParams(corpus=_filter(tenant_filter(request.tenant))))
-        dense_params = qe.SearchParams(hnsw_ef=request.hnsw_ef, exact=request.exact)
-        legs: list[qe.Prefetch] = []
-        if request.mode in ("hybrid", "dense"):
-            legs.append(qe.Prefetch(limit=request.prefetch_limit, filter=flt, params=dense_params,
-                                    query=qe.Query.Nearest(request.dense.astype(np.float32).tolist(), using=DENSE)))
-        if request.mode in ("hybrid", "bm25") and len(request.sparse):
-            sv = qe.SparseVector(indices=request.sparse.indices, values=request.sparse.values)
-            legs.append(qe.Prefetch(limit=request.prefetch_limit, filter=flt, params=idf,
-                                    query=qe.Query.Nearest(sv, using=SPARSE)))
-        if not legs:
+        query = plan(request)
+        shard = self._shard(self._resolve(query.tenant, query.version))
+        if not query.legs:
             return []   # e.g. a bm25 query made only of stop words
-        if len(legs) == 1:
-            leg = legs[0]
-            req = qe.QueryRequest(limit=request.limit, query=leg.query, filter=flt, params=leg.params, with_payload=True)
-        else:
-            fusion = qe.Fusion.Rrf(k=request.rrf_k) if request.fusion == "rrf" else qe.Fusion.Dbsf()
-            req = qe.QueryRequest(limit=request.limit, prefetches=legs, query=fusion, filter=flt, with_payload=True)
         try:
-            points = shard.query(req)
+            points = shard.query(_query_request(query))
         except Exception as exc:
             raise StoreUnavailable(f"query failed: {exc}") from exc
-        hits = [self._hit(p.id, p.score, p.payload, p.vector) for p in points]
-        return tenant_payload_guard(request.tenant, hits)
-
-    @staticmethod
-    def _hit(pid: Any, score: float, payload: Any, vector: Any) -> Hit:
-        vectors = {}
-        if isinstance(vector, dict):
-            vectors = {k: np.asarray(v, dtype=np.float32) for k, v in vector.items() if k != SPARSE}
-        return Hit(id=str(pid), score=float(score), payload=dict(payload or {}), vectors=vectors)
+        return tenant_payload_guard(query.tenant, [to_hit(p.id, p.score, p.payload, p.vector) for p in points])
 
     def scroll(self, ref: IndexRef, *, document_id: str | None = None, with_vectors: tuple[str, ...] = (),
                batch: int = 256) -> Iterator[Hit]:
@@ -288,7 +287,7 @@ class EdgeStore:
                 offset=offset, limit=batch, filter=_filter(spec), with_payload=True,
                 with_vector=list(with_vectors) or False))
             for r in records:
-                yield self._hit(r.id, 0.0, r.payload, r.vector)
+                yield to_hit(r.id, 0.0, r.payload, r.vector)
             if offset is None:
                 return
 
@@ -299,7 +298,7 @@ class EdgeStore:
             records = self._shard(ref).retrieve(list(ids), with_payload=["tenant_id"], with_vector=list(names))
         except Exception as exc:
             raise StoreUnavailable(f"retrieve failed: {exc}") from exc
-        return {str(r.id): self._hit(r.id, 0.0, None, r.vector).vectors for r in records
+        return {str(r.id): to_hit(r.id, 0.0, None, r.vector).vectors for r in records
                 if (r.payload or {}).get("tenant_id") == ref.tenant.id}
 
     def count(self, ref: IndexRef, *, document_id: str | None = None) -> int:

@@ -16,6 +16,9 @@ exponential backoff and jitter: a rolling restart of one Qdrant node must not
 turn into failed queries. Everything is safe to retry: point ids are
 deterministic, deletes are by filter and the alias swap is one atomic request.
 
+Searches run the backend-neutral plan of ``query_plan.py``; this module only
+translates it (and the filters) into qdrant-client types.
+
 ``QdrantClient(":memory:")`` runs this same code in tests; it is brute force
 and single-process, so it is for small data only.
 """
@@ -48,7 +51,8 @@ from fathom.retrieval.store.contract import (
     StoreUnavailable,
     tenant_payload_guard,
 )
-from fathom.retrieval.store.filters import Condition, FilterSpec, document_filter, query_filter, tenant_filter
+from fathom.retrieval.store.filters import Condition, FilterSpec, document_filter, tenant_filter
+from fathom.retrieval.store.query_plan import DenseLeg, Leg, QueryPlan, plan, to_hit
 from fathom.retrieval.tenancy import Tenant
 
 _LAYOUT_KEY = "fathom_layout"
@@ -104,6 +108,28 @@ def _condition(c: Condition) -> qm.FieldCondition:
 def _filter(spec: FilterSpec) -> qm.Filter:
     return qm.Filter(must=[_condition(c) for c in spec.must],
                      must_not=[_condition(c) for c in spec.must_not] or None)
+
+
+def _leg(leg: Leg) -> tuple[Any, qm.SearchParams]:
+    if isinstance(leg, DenseLeg):
+        return leg.vector, qm.SearchParams(hnsw_ef=leg.hnsw_ef, exact=leg.exact)
+    sparse = qm.SparseVector(indices=leg.vector.indices, values=leg.vector.values)
+    return sparse, qm.SearchParams(idf=qm.IdfCorpusParams(corpus=_filter(leg.idf_corpus)))
+
+
+def _query_points_kw(query: QueryPlan) -> dict[str, Any]:
+    """The plan as ``query_points`` arguments: a single leg is the query; two are prefetches under the fusion."""
+    flt = _filter(query.filter)
+    if query.single is not None:
+        q, params = _leg(query.single)
+        return {"query": q, "using": query.single.using, "query_filter": flt, "search_params": params,
+                "limit": query.limit}
+    assert query.fusion is not None
+    prefetch = [qm.Prefetch(query=q, using=leg.using, filter=flt, limit=leg.limit, params=params)
+                for leg in query.legs for q, params in [_leg(leg)]]
+    fusion = (qm.RrfQuery(rrf=qm.Rrf(k=query.fusion.rrf_k)) if query.fusion.kind == "rrf"
+              else qm.FusionQuery(fusion=qm.Fusion.DBSF))
+    return {"prefetch": prefetch, "query": fusion, "query_filter": flt, "limit": query.limit}
 
 
 class ServerStore:
@@ -271,37 +297,12 @@ class ServerStore:
         return self._alias(tenant)
 
     def search(self, request: SearchRequest) -> list[Hit]:
-        target = self._target(request.tenant, request.version)
-        flt = _filter(query_filter(request.tenant, request.filter))
-        idf = qm.SearchParams(idf=qm.IdfCorpusParams(corpus=_filter(tenant_filter(request.tenant))))
-        dense_params = qm.SearchParams(hnsw_ef=request.hnsw_ef, exact=request.exact)
-        legs: list[qm.Prefetch] = []
-        if request.mode in ("hybrid", "dense"):
-            legs.append(qm.Prefetch(query=request.dense.astype(np.float32).tolist(), using=DENSE, filter=flt,
-                                    limit=request.prefetch_limit, params=dense_params))
-        if request.mode in ("hybrid", "bm25") and len(request.sparse):
-            legs.append(qm.Prefetch(query=qm.SparseVector(indices=request.sparse.indices, values=request.sparse.values),
-                                    using=SPARSE, filter=flt, limit=request.prefetch_limit, params=idf))
-        if not legs:
+        query = plan(request)
+        target = self._target(query.tenant, query.version)
+        if not query.legs:
             return []
-        if len(legs) == 1:
-            leg = legs[0]
-            res = self._call(self.client.query_points, target, query=leg.query, using=leg.using, query_filter=flt,
-                             search_params=leg.params, limit=request.limit, with_payload=True, **self._read)
-        else:
-            fusion = (qm.RrfQuery(rrf=qm.Rrf(k=request.rrf_k)) if request.fusion == "rrf"
-                      else qm.FusionQuery(fusion=qm.Fusion.DBSF))
-            res = self._call(self.client.query_points, target, prefetch=legs, query=fusion, query_filter=flt,
-                             limit=request.limit, with_payload=True, **self._read)
-        hits = [self._hit(p.id, p.score, p.payload, p.vector) for p in res.points]
-        return tenant_payload_guard(request.tenant, hits)
-
-    @staticmethod
-    def _hit(pid: Any, score: float, payload: Any, vector: Any) -> Hit:
-        vectors = {}
-        if isinstance(vector, dict):
-            vectors = {k: np.asarray(v, dtype=np.float32) for k, v in vector.items() if k != SPARSE}
-        return Hit(id=str(pid), score=float(score), payload=dict(payload or {}), vectors=vectors)
+        res = self._call(self.client.query_points, target, **_query_points_kw(query), with_payload=True, **self._read)
+        return tenant_payload_guard(query.tenant, [to_hit(p.id, p.score, p.payload, p.vector) for p in res.points])
 
     def scroll(self, ref: IndexRef, *, document_id: str | None = None, with_vectors: tuple[str, ...] = (),
                batch: int = 256) -> Iterator[Hit]:
@@ -312,7 +313,7 @@ class ServerStore:
                                          limit=batch, offset=offset, with_payload=True,
                                          with_vectors=list(with_vectors) or False, **self._read)
             for r in records:
-                yield self._hit(r.id, 0.0, r.payload, r.vector)
+                yield to_hit(r.id, 0.0, r.payload, r.vector)
             if offset is None:
                 return
 
@@ -321,7 +322,7 @@ class ServerStore:
             return {}
         records = self._call(self.client.retrieve, self._collection(ref), ids=list(ids), with_payload=["tenant_id"],
                              with_vectors=list(names), **self._read)
-        return {str(r.id): self._hit(r.id, 0.0, None, r.vector).vectors for r in records
+        return {str(r.id): to_hit(r.id, 0.0, None, r.vector).vectors for r in records
                 if (r.payload or {}).get("tenant_id") == ref.tenant.id}
 
     def count(self, ref: IndexRef, *, document_id: str | None = None) -> int:

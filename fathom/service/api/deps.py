@@ -1,10 +1,15 @@
-"""Request dependencies: the runtime, and the authenticated caller with the tenant it acts on."""
+"""Request dependencies: the runtime, the authenticated caller with the tenant it acts on, and admission.
+
+Authentication (``authenticate``) and rate limiting (``rate_limit``) are separate steps; the dependencies
+routes declare (``app_caller``, ``admin_caller``, ``admin_or_every_tenant``) chain the two.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.auth import TENANT_HEADER, AuthError, Principal, Role
@@ -34,6 +39,7 @@ def _api_key(request: Request) -> str | None:
 
 
 def authenticate(request: Request, role: Role) -> Caller:
+    """The caller behind the request's API key and the tenant it acts on (401/403/400 problems otherwise)."""
     rt: Runtime = request.app.state.runtime
     with observed_stage("auth"):
         try:
@@ -47,19 +53,19 @@ def authenticate(request: Request, role: Role) -> Caller:
     ctx = request_context()
     if ctx is not None:
         ctx.tenant = tenant.id
-    admit(rt, principal, tenant)
     return Caller(principal, tenant)
 
 
-def admit(rt: Runtime, principal: Principal, tenant: Tenant) -> None:
-    """Rate limits per API key and per tenant: 429 with ``Retry-After`` once a bucket is empty."""
+def rate_limit(request: Request, caller: Caller) -> Caller:
+    """Token buckets per API key and per tenant: 429 with ``Retry-After`` once a bucket is empty."""
+    rt: Runtime = request.app.state.runtime
     if rt.limiter is None:
-        return
+        return caller
     with observed_stage("ratelimit"):
-        admission = rt.limiter.admit(principal.key_id, tenant)
+        admission = rt.limiter.admit(caller.principal.key_id, caller.tenant)
     if admission.allowed:
-        return
-    rt.metrics.rate_limited.labels(tenant.id, admission.scope).inc()
+        return caller
+    rt.metrics.rate_limited.labels(caller.tenant.id, admission.scope).inc()
     limit = rt.settings.limits
     rate, burst = (limit.key_rate, limit.key_burst) if admission.scope == "key" else (limit.tenant_rate, limit.tenant_burst)
     raise Problem(429, "rate_limited", "Rate limit exceeded",
@@ -68,18 +74,35 @@ def admit(rt: Runtime, principal: Principal, tenant: Tenant) -> None:
                   scope=admission.scope, retry_after_ms=round(admission.retry_after_s * 1000))
 
 
-def app_caller(request: Request) -> Caller:
+# Identities: authentication only. Async on purpose: a key lookup is a hash and a stat() (no I/O wait), so it needs
+# no thread-pool hop; the rate limiter may wait on Redis, so the dependencies that admit are sync (thread pool).
+async def app_identity(request: Request) -> Caller:
     return authenticate(request, Role.APP)
 
 
-def admin_caller(request: Request) -> Caller:
+async def admin_identity(request: Request) -> Caller:
     return authenticate(request, Role.ADMIN)
 
 
-def admin_or_every_tenant(request: Request) -> Caller | None:
-    """An admin caller, or None for an operator key that names no tenant: routes that can report on every tenant."""
+async def admin_or_operator_identity(request: Request) -> Caller | None:
+    """An admin caller, or None for an operator key that names no tenant (routes that report on every tenant)."""
     if request.headers.get(TENANT_HEADER) is None:
         principal = request.app.state.runtime.keys.lookup(_api_key(request) or "")
         if principal is not None and principal.role is Role.OPERATOR:
             return None
-    return admin_caller(request)
+    return authenticate(request, Role.ADMIN)
+
+
+# What routes declare: an identity, then admission by the rate limiter (its own dependency in the chain).
+def app_caller(request: Request, caller: Annotated[Caller, Depends(app_identity)]) -> Caller:
+    return rate_limit(request, caller)
+
+
+def admin_caller(request: Request, caller: Annotated[Caller, Depends(admin_identity)]) -> Caller:
+    return rate_limit(request, caller)
+
+
+def admin_or_every_tenant(request: Request,
+                          caller: Annotated[Caller | None, Depends(admin_or_operator_identity)]) -> Caller | None:
+    """An admitted admin caller, or None for an operator acting on every tenant (not rate limited per tenant)."""
+    return rate_limit(request, caller) if caller is not None else None

@@ -36,6 +36,6 @@ def readyz(rt: Annotated[Runtime, Depends(runtime)]) -> Any:
         checks["store"] = "ok"
     except StoreUnavailable as exc:
         checks["store"] = f"unavailable: {exc}"
-    checks["cache"] = rt.answers.state(probe=True) if rt.answers is not None else "off"
+    checks["cache"] = rt.answer_cache.state(probe=True) if rt.answer_cache is not None else "off"
     ready = checks["models"] == "ok" and checks["store"] == "ok"
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)

@@ -40,5 +40,5 @@ def metrics_reader(request: Request) -> None:
     200: {"description": "Prometheus text exposition format", "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
     **responses(401)})
 def metrics(rt: Annotated[Runtime, Depends(runtime)]) -> Response:
-    state = rt.answers.state() if rt.answers is not None else "off"
+    state = rt.answer_cache.state() if rt.answer_cache is not None else "off"
     return Response(rt.metrics.render(state), media_type=CONTENT_TYPE_LATEST)

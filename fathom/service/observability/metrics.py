@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Histogram, generate_latest
 
-STAGES = ("auth", "ratelimit", "cache", "embed", "search", "rerank", "guard", "total")
+STAGES = ("auth", "ratelimit", "cache", "embed", "search", "rerank", "guard", "flag", "total")
 CACHE_STATES = ["ok", "memory", "bypassed", "off"]
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
