@@ -147,6 +147,9 @@ def _unpack_elements(blob: bytes) -> list[Element]:
     return [Element(d["t"], d["c"], d["p"], tuple(d["s"]), d["h"]) for d in json.loads(zlib.decompress(blob))]
 
 
+_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"fathom-registry-schema").digest()[:8], "big", signed=True)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -165,7 +168,12 @@ class Registry:
             if database and database != ":memory:" and not database.startswith("file::memory:"):
                 self._lock_dir = Path(database).with_name(Path(database).name + ".locks")
                 self._lock_dir.mkdir(parents=True, exist_ok=True)
-        metadata.create_all(self.engine)
+        with self.engine.begin() as c:
+            if self.engine.dialect.name == "postgresql":
+                # Processes starting together on a fresh database (API replicas, workers) would race on CREATE TABLE
+                # (a unique violation in PostgreSQL's catalog); one at a time, the others then find the tables.
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+            metadata.create_all(c)
 
     # --- the tenant's write lock, across every process that shares this registry ----------------------
     @contextmanager
