@@ -124,7 +124,10 @@ def test_fuzz_retrieve_filters_never_a_server_error(c, keys, filters, top_k, mod
 
 ROUTES = [("POST", "/v1/retrieve", "app"), ("POST", "/v1/documents", "admin"), ("PUT", "/v1/admin/golden-set", "admin"),
           ("POST", "/v1/admin/reindex", "admin"), ("POST", "/v1/admin/rollback", "admin"),
-          ("GET", "/v1/documents", "admin"), ("GET", "/v1/admin/index", "admin"), ("GET", "/v1/admin/jobs/x", "admin")]
+          ("GET", "/v1/documents", "admin"), ("GET", "/v1/admin/index", "admin"), ("GET", "/v1/admin/jobs/x", "admin"),
+          ("POST", "/v1/admin/jobs/x/cancel", "admin"), ("GET", "/v1/admin/golden-set", "admin"),
+          ("DELETE", "/v1/documents/nope", "admin"), ("GET", "/healthz", "app"), ("GET", "/readyz", "app"),
+          ("GET", "/metrics", "app")]
 
 
 @FUZZ
@@ -146,6 +149,20 @@ def test_fuzz_document_bodies_never_a_server_error(c, keys, doc_id, tags, title)
                headers=keys.headers("fuzz-admin"))
     STATUSES[r.status_code] += 1
     assert r.status_code < 500, (doc_id, tags, r.text[:300])
+
+
+@FUZZ
+@given(doc_id=st.text(min_size=1, max_size=30), cursor=st.text(max_size=20), limit=st.one_of(INTS, st.text(max_size=4)),
+       status=st.text(max_size=8))
+def test_fuzz_path_and_query_parameters_never_a_server_error(c, keys, doc_id, cursor, limit, status):
+    from urllib.parse import quote
+
+    headers = keys.headers("fuzz-admin")
+    for r in (c.delete(f"/v1/documents/{quote(doc_id, safe='')}", headers=headers),
+              c.get("/v1/documents", params={"cursor": cursor, "limit": str(limit), "status": status}, headers=headers),
+              c.get(f"/v1/admin/jobs/{quote(doc_id, safe='')}", headers=headers)):
+        STATUSES[r.status_code] += 1
+        assert r.status_code < 500, (doc_id, cursor, limit, status, r.text[:300])
 
 
 def test_zz_report_statuses():

@@ -149,6 +149,7 @@ BENIGN: list[str] = [
     "System: Ubuntu 22.04, 16 GB RAM, Python 3.11.",
     "The secrets of longevity are revealed by the study of centenarians.",
     "Forget-me-not flowers bloom in early spring.",
+    "Hyphen\u00adation with soft hyphens is ordinary typo\u00adgraphy in web pages.",
 ]
 
 # Written after the patterns, and not used to tune them: recall here is the figure to trust (the sets above

@@ -259,7 +259,7 @@ _INVISIBLE_RUN_RE = re.compile(f"[{_INVISIBLE}{_FILLERS}]{{3,}}")
 _INVISIBLE_MAX = 8            # more than this many in one chunk is smuggling, not typography
 # An invisible character between two Latin letters splits a word for the eye of a filter, not of an LLM.
 _LATIN = "A-Za-z\u00c0-\u024f"
-_IN_WORD_RE = re.compile(f"[{_LATIN}][{_INVISIBLE}{_FILLERS}\u00ad]+[{_LATIN}]")
+_IN_WORD_RE = re.compile(f"[{_LATIN}][{_INVISIBLE}{_FILLERS}]+[{_LATIN}]")   # not U+00AD: soft hyphens are typography
 # Combining marks on ASCII letters (after NFC, which composes the ordinary accented letters): a stray overline
 # in math is normal (x\u0304), a word strewn with them is not.
 _MARK_ON_ASCII_RE = re.compile("[A-Za-z][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
