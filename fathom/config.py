@@ -154,6 +154,22 @@ class IngestSettings(BaseModel):
                                  "(text XML reaches ~10-50x; bombs ~1000x)")
 
 
+class ContextSettings(BaseModel):
+    """Context assembly (``max_context_tokens`` and friends on /v1/retrieve; fathom/retrieval/context/)."""
+
+    tokenizer: str = Field("approx", description="How prompt tokens are counted: 'approx' (a calibrated estimate, "
+                                                 "no vocabulary), 'cl100k_base' (GPT-4's BPE, shipped offline) or "
+                                                 "the path of the app's tokenizer.json")
+    default_max_tokens: int | None = Field(None, ge=1, description="Budget when a request names none (tenants may "
+                                                                   "set their own); unset: no assembly unless asked")
+    max_tokens_limit: int = Field(32768, ge=1, description="Largest max_context_tokens a request may ask for")
+    # 0.8: an abstract re-posted with another byline or reflowed still collapses; two abstracts on one topic share
+    # far fewer word 3-grams (fathom/retrieval/context/dedup.py).
+    dedup_threshold: float = Field(0.8, gt=0, le=1, description="Word 3-gram Jaccard at which passages are duplicates")
+    neighbour_tokens: int = Field(128, ge=1, description="expand=neighbours: most tokens added on each side")
+    min_fragment_tokens: int = Field(24, ge=1, description="A trimmed passage shorter than this is left out")
+
+
 class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -269,6 +285,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     rerank: RerankSettings = RerankSettings()
     guard: GuardSettings = GuardSettings()
+    context: ContextSettings = ContextSettings()
     ingest: IngestSettings = IngestSettings()
     service: ServiceSettings = ServiceSettings()
     cache: CacheSettings = CacheSettings()

@@ -88,8 +88,27 @@ def cmd_bench_injection(args: argparse.Namespace, settings: Settings) -> int:
     return _report(format_injection(result), result, args.json)
 
 
+def cmd_bench_context(args: argparse.Namespace, settings: Settings) -> int:
+    from fathom.benchmarks.context_bench import format_rows, plot, run_context_bench
+
+    names = args.datasets.split(",")
+    datasets = [Path(n) if "/" in n else settings.data_dir / n for n in names]
+    results = run_context_bench(datasets, settings, budgets=[int(b) for b in args.budgets.split(",")],
+                                split=args.split, top_k=args.top_k, max_queries=args.max_queries,
+                                tokenizer=args.tokenizer, keep_index=Path(args.keep_index) if args.keep_index else None)
+    _print_json(results["meta"])
+    png = Path(args.plot) if args.plot else (Path(args.json).with_suffix(".png") if args.json else None)
+    if png is not None:
+        plot(results["rows"], png)
+        print(f"wrote {png}")
+    if args.json:   # the rows go to --json; the tokenizer error and latency baseline beside them
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).with_suffix(".meta.json").write_text(json.dumps(results["meta"], indent=2))
+    return _report(format_rows(results["rows"]), results["rows"], args.json)
+
+
 def register(cli: Any) -> None:
-    """``fathom.cli`` entry point: add ``fathom bench quality|calibrate|ingest|cache|injection|load|scale|hnsw``."""
+    """``fathom.cli`` entry point: ``fathom bench quality|calibrate|ingest|cache|injection|context|load|scale|hnsw``."""
     bench = cli.group("bench", "benchmarks")
     bq = bench.add_parser("quality", help="nDCG/recall/MRR on a BEIR-layout dataset")
     bq.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
@@ -120,4 +139,17 @@ def register(cli: Any) -> None:
                                             "benign texts, SciFact and CACM")
     bj.add_argument("--json", help="write results JSON here")
     bj.set_defaults(fn=cmd_bench_injection)
+    bx = bench.add_parser("context", help="evidence recall vs tokens: naive top-k truncation vs context packing")
+    bx.add_argument("--datasets", default="scifact,cacm", help="names under data_dir, or paths (comma-separated)")
+    bx.add_argument("--budgets", default="256,512,1024,2048")
+    bx.add_argument("--split", default="test")
+    bx.add_argument("--top-k", type=int, default=20,
+                    help="chunks retrieved per query (the candidates every method packs)")
+    bx.add_argument("--max-queries", type=int)
+    bx.add_argument("--tokenizer", default="cl100k_base", help="what counts tokens: cl100k_base, approx or a "
+                                                               "tokenizer.json path (approx is also measured against it)")
+    bx.add_argument("--keep-index", metavar="DIR", help="keep each dataset's index in DIR/<dataset> and reuse it")
+    bx.add_argument("--json", help="write the rows here (and <name>.meta.json, <name>.png beside it)")
+    bx.add_argument("--plot", help="PNG of evidence recall vs tokens (default: beside --json)")
+    bx.set_defaults(fn=cmd_bench_context)
     add_perf_commands(bench)

@@ -29,8 +29,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from fathom.ingest.document import ParsedDocument
+from fathom.retrieval.sentences import split_sentences
 
-_SENT_RE = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 PATH_SEP = " > "
 
 
@@ -111,17 +111,6 @@ class _Span:
 class _Section:
     path: tuple[str, ...]
     spans: list[_Span]
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence boundaries as (start, end) offsets; rule-based, because spaCy is 100x slower."""
-    out, start = [], 0
-    for m in _SENT_RE.finditer(text):
-        out.append((start, m.start() + len(m.group(0).rstrip())))
-        start = m.end()
-    if start < len(text):
-        out.append((start, len(text)))
-    return [(s, e) for s, e in out if text[s:e].strip()]
 
 
 def _sections(doc: ParsedDocument, sentences: bool) -> list[_Section]:

@@ -13,7 +13,9 @@ from pathlib import Path
 from fathom.ingest.wiring import build_ingest
 from fathom.ingest.ingest_pipeline import IngestPipeline
 from fathom.ingest.registry import Registry
+from fathom.ingest.stored_text import RegistryDocuments
 from fathom.retrieval.components import Models, build_pipeline, load_models, open_store
+from fathom.retrieval.context import ContextAssembler, load_tokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.query_pipeline import RetrievalPipeline
 from fathom.config import Settings
@@ -53,6 +55,8 @@ class Runtime:
     redis: RedisLink | None = None
     # Background jobs (reindex): queue, records and tenant locks, in Redis or in memory; see fathom.service.jobs.
     jobs: JobSystem | None = None
+    # Context assembly for /v1/retrieve (max_context_tokens): the configured tokenizer, documents from the registry.
+    context: ContextAssembler | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> "Runtime":
@@ -74,6 +78,7 @@ class Runtime:
             generations=serving.generations, answer_cache=serving.answer_cache, limiter=serving.limiter,
             metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
             jobs=JobSystem.open(settings),
+            context=ContextAssembler(load_tokenizer(settings.context.tokenizer), RegistryDocuments(registry)),
         )
         if settings.store.backend == "edge":
             rt.recover_interrupted_writes()

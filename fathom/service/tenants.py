@@ -2,7 +2,8 @@
 
 Read from ``FATHOM_SERVICE__TENANTS_FILE`` (JSON)::
 
-    {"acme": {"guard": {"min_confidence": 0.4}, "golden_set": "/etc/fathom/acme-golden.jsonl"}}
+    {"acme": {"guard": {"min_confidence": 0.4}, "golden_set": "/etc/fathom/acme-golden.jsonl",
+              "context": {"max_tokens": 1024}}}
 
 Tenants not listed use the defaults from settings.
 """
@@ -40,11 +41,13 @@ def _parse(path: Path) -> dict[str, Any]:
 class TenantConfig:
     guard: GuardPolicy
     golden_set: Path | None = None
+    context_max_tokens: int | None = None     # the tenant's default max_context_tokens (settings.context otherwise)
 
 
 class TenantDirectory:
     def __init__(self, settings: Settings):
-        self._default = TenantConfig(GuardPolicy(settings.guard.min_confidence, settings.guard.min_chunk_confidence))
+        self._default = TenantConfig(GuardPolicy(settings.guard.min_confidence, settings.guard.min_chunk_confidence),
+                                     context_max_tokens=settings.context.default_max_tokens)
         self._path = settings.service.tenants_file
         self._data: dict[str, Any] = {}
         self._mtime: float | None = None
@@ -82,4 +85,5 @@ class TenantDirectory:
         guard = replace(self._default.guard, **{k: float(v) for k, v in (raw.get("guard") or {}).items()
                                                 if k in ("min_confidence", "min_chunk_confidence")})
         golden = Path(raw["golden_set"]) if raw.get("golden_set") else None
-        return TenantConfig(guard, golden)
+        budget = (raw.get("context") or {}).get("max_tokens")
+        return TenantConfig(guard, golden, int(budget) if budget else self._default.context_max_tokens)

@@ -2,7 +2,7 @@
 
 Scope of an entry = tenant + live index version + the tenant's write
 generation + everything in the request that shapes the answer (mode, top_k,
-rerank, filters, the tenant's guard thresholds) + a fingerprint of the
+rerank, filters, the tenant's guard thresholds, the context options) + a fingerprint of the
 retrieval settings. A tenant's lookup can only ever read its own scope, and a
 write moves the tenant to a new scope (see ``generation.py``).
 
@@ -47,7 +47,8 @@ Outcome = Literal["hit-exact", "hit-semantic", "miss", "bypassed", "off"]
 SEMANTIC_CANDIDATES = 3   # cached questions over the threshold whose terms are compared, closest first
 
 # Bump when the cached answer format changes, so a rolling deploy never reads the old shape.
-FORMAT = 3   # 2: chunks and answers carry injection flags; 3: entries carry their question terms
+FORMAT = 4   # 2: chunks and answers carry injection flags; 3: entries carry their question terms; 4: assembled
+           # context (passages, context, citations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +61,11 @@ class AnswerParams:
     filters: dict[str, Any] | None
     min_confidence: float
     min_chunk_confidence: float
+    context: dict[str, Any] | None = None    # context assembly options and tokenizer (None: no assembly)
 
     def canonical(self) -> str:
         return json.dumps([self.mode, self.top_k, self.rerank, self.filters, self.min_confidence,
-                           self.min_chunk_confidence], sort_keys=True, separators=(",", ":"))
+                           self.min_chunk_confidence, self.context], sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(slots=True)
@@ -94,7 +96,7 @@ def normalise(text: str) -> str:
 def settings_fingerprint(settings: Settings) -> str:
     """Retrieval settings that change answers; processes configured differently never share entries."""
     parts = [FORMAT, settings.retrieval.model_dump(mode="json"), settings.rerank.model_dump(mode="json"),
-             settings.guard.model_dump(mode="json"), settings.store.hnsw_ef]
+             settings.guard.model_dump(mode="json"), settings.store.hnsw_ef, settings.context.model_dump(mode="json")]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
