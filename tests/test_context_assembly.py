@@ -24,7 +24,7 @@ from fathom.ingest.document import ParsedDocument
 from fathom.ingest.ingest_pipeline import IngestItem
 from fathom.ingest.stored_text import RegistryDocuments
 from fathom.retrieval.context import ContextAssembler, ContextChunk, ContextInput, ContextOptions, load_tokenizer
-from fathom.retrieval.context.dedup import shingles
+from fathom.retrieval.context.dedup import Signature, same_text
 from fathom.retrieval.context.order import order_passages
 from fathom.retrieval.context.render import render
 from fathom.retrieval.guard import GuardPolicy, Status
@@ -134,7 +134,8 @@ def test_budget_is_never_exceeded(runtime, corpus, tok_name):
                                   expand=rng.choice(["none", "neighbours", "section"]),
                                   order=rng.choice(["score", "document", "edges"]), dedup=rng.random() < 0.8,
                                   diversity=rng.choice([0.0, 0.0, 0.3, 0.9]), include_context=rng.random() < 0.5,
-                                  highlights=rng.choice([0, 1, 3]), trim=rng.random() < 0.8)
+                                  highlights=rng.choice([0, 1, 3]), trim=rng.random() < 0.8,
+                                  max_passage_tokens=rng.choice([None, None, 40, 160]))
             out = assembler.run(ContextInput(Tenant(tenant), query, status, chunks, opts))
             assert out.assembled and out.tokenizer == tok.name
             if opts.include_context:
@@ -200,9 +201,10 @@ def test_near_duplicates_collapse_to_the_best_scored_source(runtime, corpus):
     dup = next(d for d in keeper.duplicates if d.document_id == other)
     assert dup.score <= keeper.score
     # No two passages that went out are near-identical.
-    sigs = [shingles(p.text) for p in out.passages]
+    sigs = [Signature.of(p.text) for p in out.passages]
     for a, b in itertools.combinations(sigs, 2):
-        assert len(a & b) / max(len(a | b), 1) < 0.8
+        assert not same_text(a, b, 0.8) and not same_text(b, a, 0.8)
+        assert len(a.shingles & b.shingles) / max(len(a.shingles | b.shingles), 1) < 0.8
     kept_both = assembler.run(ContextInput(Tenant("sci"), original.title, status, chunks,
                                            ContextOptions(max_tokens=4000, dedup=False)))
     assert {original.id, repost} <= {p.document_id for p in kept_both.passages}
@@ -318,7 +320,7 @@ def test_every_option_is_part_of_the_answer_cache_key(base_url, keys):
     assert first.json()["cache"] == "miss"
     assert post(base_url, keys, "alpha-app", query=query, max_context_tokens=200).json()["cache"] == "hit-exact"
     for change in ({"max_context_tokens": 201}, {"expand": "section"}, {"order": "edges"}, {"dedup": False},
-                   {"diversity": 0.5}, {"include_context": True}, {"highlights": 3}):
+                   {"diversity": 0.5}, {"include_context": True}, {"highlights": 3}, {"max_passage_tokens": 64}):
         r = post(base_url, keys, "alpha-app", query=query, **{"max_context_tokens": 200, **change}).json()
         assert r["cache"] == "miss", change
 
@@ -333,6 +335,7 @@ def test_every_option_is_part_of_the_answer_cache_key(base_url, keys):
     ({"max_context_tokens": 100, "highlights": -1}, "validation_error"),
     ({"max_context_tokens": 100, "dedup": "yes"}, "validation_error"),
     ({"max_context_tokens": 100, "include_context": 1}, "validation_error"),
+    ({"max_context_tokens": 100, "max_passage_tokens": 8}, "validation_error"),
     ({"expand": "section"}, "context_budget_required"), ({"include_context": True}, "context_budget_required"),
 ])
 def test_bad_values_are_problem_json(base_url, keys, body, code):
@@ -345,8 +348,8 @@ def test_openapi_documents_the_options_with_examples(base_url):
     with client(base_url) as c:
         spec = c.get("/openapi.json").json()
     req = spec["components"]["schemas"]["RetrieveRequest"]
-    assert {"max_context_tokens", "expand", "order", "dedup", "diversity", "include_context", "highlights"} <= set(
-        req["properties"])
+    assert {"max_context_tokens", "expand", "order", "dedup", "diversity", "include_context", "highlights",
+            "max_passage_tokens"} <= set(req["properties"])
     assert any("max_context_tokens" in ex for ex in req.get("examples", []))
     resp = spec["components"]["schemas"]["RetrieveResponse"]
     assert {"passages", "context", "citations", "tokens_used", "tokenizer"} <= set(resp["properties"])

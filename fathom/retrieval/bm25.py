@@ -63,7 +63,11 @@ def _stemmer() -> Stemmer.Stemmer:
 def tokenize(text: str) -> list[str]:
     """Normalise (NFKC + casefold), split on non-alphanumerics, drop stop words, stem."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    words = [w for w in _TOKEN_RE.findall(text) if w not in STOP_WORDS]
+    return stem_words([w for w in _TOKEN_RE.findall(text) if w not in STOP_WORDS])
+
+
+def stem_words(words: list[str]) -> list[str]:
+    """Snowball stems of already-normalised words (what ``tokenize`` does after splitting)."""
     return _stemmer().stemWords(words)
 
 

@@ -9,17 +9,23 @@ Steps (each a pure function in its own module):
 
 1. read the chunks' stored documents (tenant-scoped ``DocumentSource``) and
    keep those the chunks' offsets agree with (``passages.usable_documents``);
-2. merge each document's adjacent or overlapping chunks into passages;
-3. collapse near-duplicates (``dedup``), optionally reorder for diversity (MMR);
-4. pack under the budget, best first: a passage that fits goes in whole; one
-   that does not gives its best-matching run of sentences if at least
-   ``min_fragment_tokens`` fit (``trim``), else it is left out and the next
-   one is tried;
-5. with leftover budget, widen passages to neighbouring sentences or their
+2. pack chunks under the budget in ranked order (optionally MMR-reordered):
+   a chunk that repeats one already reached is listed as its duplicate
+   (``dedup``); a chunk adjacent to (consecutive ``chunk_index``) or
+   overlapping a passage already packed from its document extends that
+   passage, text between them cut from the stored document; any other chunk
+   starts a passage. A chunk that does not fit gives its best-matching run of
+   sentences if at least ``min_fragment_tokens`` fit (``trim``), else it is
+   skipped and the next one is tried. Packing chunk by chunk spends the
+   budget in the retriever's order: merging never pulls a low-ranked chunk
+   ahead of better ones;
+3. with leftover budget, widen passages to neighbouring sentences or their
    whole section (``expand``), best passage first;
-6. order (``score`` / ``document`` / ``edges``), highlight, number the
+4. collapse near-identical passages once more, whole (a copy the chunker cut
+   elsewhere escapes the chunk-level check), then order (``score`` /
+   ``document`` / ``edges``), highlight, number the
    citations, render the context string;
-7. count what goes out with the configured tokenizer and, should a BPE merge
+5. count what goes out with the configured tokenizer and, should a BPE merge
    across a seam have pushed it over, trim the last passage until it fits.
 
 What the budget covers: with ``include_context`` the whole context string
@@ -31,21 +37,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from fathom.retrieval.context.dedup import collapse_duplicates, mmr
-from fathom.retrieval.context.highlights import QueryTerms, best_window, highlights
+
+from fathom.retrieval.context.dedup import Deduplicator, collapse, mmr
+from fathom.retrieval.context.highlights import best_window, highlights
 from fathom.retrieval.context.order import order_passages
-from fathom.retrieval.context.passages import (DocKey, grow, merge_chunks, respan, section_bounds, shrink,
+from fathom.retrieval.context.passages import (DocKey, grow, overlapping, respan, section_bounds, single,
                                                usable_documents)
 from fathom.retrieval.context.render import SEPARATOR, citations, marker, render
+from fathom.retrieval.context.terms import QueryTerms
 from fathom.retrieval.context.tokens import PromptTokenizer
-from fathom.retrieval.context.types import (ContextInput, ContextOptions, ContextOutput, DocumentSource, Passage,
-                                            StoredDocument)
+from fathom.retrieval.context.types import (ContextChunk, ContextInput, ContextOptions, ContextOutput, DocumentSource,
+                                            Duplicate, Passage, StoredDocument)
 from fathom.retrieval.guard import Status
 from fathom.retrieval.injection import scan as scan_injection
 
 log = logging.getLogger(__name__)
 
 _ASSEMBLED = (Status.OK, Status.DEGRADED)
+# No tokenizer packs prose at more than 8 characters a token on average (cl100k_base: ~4.8 on SciFact); a text
+# longer than this many characters per token of room cannot fit, so it is skipped without counting it.
+_MAX_CHARS_PER_TOKEN = 8
 
 
 class ContextAssembler:
@@ -59,16 +70,19 @@ class ContextAssembler:
             return ContextOutput([], [], None, 0, opts.max_tokens, self.tokenizer.name, assembled=False)
         cost = _Counter(self.tokenizer)
         docs = self._documents(inp)
-        passages = merge_chunks(inp.chunks, docs)
-        merged = len(passages)
-        if opts.dedup:
-            passages = collapse_duplicates(passages, opts.dedup_threshold)
-        collapsed = merged - len(passages)
-        terms = QueryTerms(inp.query, passages)
-        overhead = cost(marker(len(passages))) + cost(SEPARATOR) if opts.include_context else 0
-        chosen, used = _pack(mmr(passages, opts.diversity), docs, opts, terms, cost, overhead)
+        terms = QueryTerms(inp.query, [c.text for c in inp.chunks])
+        packer = _Packer(docs, opts, terms, cost)
+        for c in mmr(list(inp.chunks), opts.diversity):
+            if not packer.add(c):
+                break
+        chosen, used = _coalesce(packer.passages, docs, cost, packer.overhead, packer.used)
+        overhead = packer.overhead
         if opts.expand != "none":
             chosen, used = _expand(chosen, docs, opts, cost, used, overhead)
+        collapsed = packer.collapsed
+        if opts.dedup:
+            chosen, late = collapse(chosen, opts.dedup_threshold)
+            collapsed += late
         out = order_passages(chosen, opts.order)
         out, context, used = self._fit(out, opts, terms, cost)
         for p in out:
@@ -78,7 +92,8 @@ class ContextAssembler:
                 # anything its chunks were flagged for, and for anything its own text shows.
                 p.flags = p.flags | frozenset(scan_injection(p.text).flags)
         return ContextOutput(out, citations(out), context, used, opts.max_tokens, self.tokenizer.name, assembled=True,
-                             dropped=len(passages) - len(out), collapsed=collapsed)
+                             dropped=len(inp.chunks) - sum(len(p.chunks) for p in out) - packer.collapsed,
+                             collapsed=collapsed)
 
     def _documents(self, inp: ContextInput) -> dict[DocKey, StoredDocument]:
         wanted = sorted({(c.document_id, c.doc_version) for c in inp.chunks})
@@ -122,27 +137,90 @@ class _Counter:
         return n
 
 
-def _pack(passages: Sequence[Passage], docs: dict[DocKey, StoredDocument], opts: ContextOptions, terms: QueryTerms,
-          cost: Callable[[str], int], overhead: int) -> tuple[list[Passage], int]:
-    """Best first: whole if it fits, else its best window (``trim``) if a useful fragment fits, else skipped."""
-    chosen: list[Passage] = []
-    used = 0
-    for p in passages:
-        room = opts.max_tokens - used - overhead
+class _Packer:
+    """Step 2: chunks in, one at a time, into passages under the budget (see the module docstring)."""
+
+    def __init__(self, docs: dict[DocKey, StoredDocument], opts: ContextOptions, terms: QueryTerms,
+                 cost: Callable[[str], int]):
+        self.docs, self.opts, self.terms, self.cost = docs, opts, terms, cost
+        self.passages: list[Passage] = []
+        self.used = 0
+        # With the context string, each passage also costs its marker and separator (the largest marker counted).
+        self.overhead = cost(marker(99)) + cost(SEPARATOR) if opts.include_context else 0
+        self.dedup = Deduplicator(opts.dedup_threshold) if opts.dedup else None
+        self.min_fragment = min(opts.min_fragment_tokens, max(1, opts.max_tokens // 2))
+        self.collapsed = 0
+
+    def add(self, c: ContextChunk) -> bool:
+        """Pack ``c`` if it fits (whole, as an extension, or trimmed); False once the budget is spent."""
+        room = self.opts.max_tokens - self.used
         if room <= 0:
-            break
-        n = cost(p.text)
-        if n > room:
-            if not opts.trim or room < min(opts.min_fragment_tokens, max(1, opts.max_tokens // 2)):
-                continue
-            p = shrink(p, docs.get((p.document_id, p.doc_version)), room, cost,   # type: ignore[assignment]
-                       lambda q, r: best_window(q, terms, r, cost))
+            return False
+        doc = self.docs.get((c.document_id, c.doc_version))
+        target = self._extends(c) if doc is not None else None
+        if target is not None:
+            self._extend(target, c, doc, room)   # type: ignore[arg-type]
+            return True
+        if room - self.overhead < self.min_fragment and len(c.text) > _MAX_CHARS_PER_TOKEN * (room - self.overhead):
+            return True                          # cannot fit whole, too little room for a fragment: not even counted
+        if self.dedup is not None:
+            owner = self.dedup.find(c.text, c.document_id)
+            if owner is not None:
+                p = self.passages[owner]
+                p.duplicates.append(Duplicate(c.document_id, c.doc_version, c.source, c.char_start, c.char_end,
+                                              (c.id,), c.score))
+                p.flags = p.flags | c.flags    # what the collapsed copy was flagged for applies to the kept text
+                self.collapsed += 1
+                return True
+        p = single(c, stitched=doc is not None)
+        n = self.cost(p.text)
+        cap = self.opts.max_passage_tokens
+        if cap is not None and n > cap and room - self.overhead >= cap:
+            room = cap + self.overhead
+        if n + self.overhead > room:
+            if not self.opts.trim or room - self.overhead < self.min_fragment:
+                return True
+            p = best_window(p, self.terms, room - self.overhead, self.cost)   # type: ignore[assignment]
             if p is None:
+                return True
+            n = self.cost(p.text)
+        self.passages.append(p)
+        self.used += n + self.overhead
+        if self.dedup is not None:
+            self.dedup.register(c.text, c.document_id, len(self.passages) - 1)
+        return True
+
+    def _extends(self, c: ContextChunk) -> int | None:
+        """The packed passage of ``c``'s document that ``c`` is adjacent to or overlaps, if any."""
+        for i, p in enumerate(self.passages):
+            if (p.document_id, p.doc_version) != (c.document_id, c.doc_version) or not p.stitched:
                 continue
-            n = cost(p.text)
-        chosen.append(p)
-        used += n + overhead
-    return chosen, used
+            indices = [x.chunk_index for x in p.chunks if x.chunk_index is not None]
+            adjacent = c.chunk_index is not None and indices and c.chunk_index in (max(indices) + 1, min(indices) - 1)
+            if adjacent or (c.char_start <= p.char_end and c.char_end >= p.char_start):   # type: ignore[operator]
+                return i
+        return None
+
+    def _extend(self, i: int, c: ContextChunk, doc: StoredDocument, room: int) -> None:
+        p = self.passages[i]
+        assert None not in (p.char_start, p.char_end, c.char_start, c.char_end)
+        start, end = min(p.char_start, c.char_start), max(p.char_end, c.char_end)
+        added = self.cost(doc.text[start:p.char_start]) + self.cost(doc.text[p.char_end:end])
+        if self.opts.max_passage_tokens is not None:
+            room = min(room, max(0, self.opts.max_passage_tokens - self.cost(p.text)))
+        if added <= room:
+            self.passages[i] = respan(p, doc, start, end, chunks=overlapping([*p.chunks, c], start, end),
+                                      rank=min(p.rank, c.rank))
+            self.used += added
+        elif self.opts.trim:                     # as far towards the chunk as the budget allows
+            grown, added = grow(p, doc, (start, end), room, self.cost, words=True)
+            if added:
+                self.passages[i] = respan(grown, doc, grown.char_start, grown.char_end,   # type: ignore[arg-type]
+                                          chunks=overlapping([*p.chunks, c], grown.char_start, grown.char_end),  # type: ignore[arg-type]
+                                          expanded=False, trimmed=True)
+                self.used += added
+        if self.dedup is not None:
+            self.dedup.register(c.text, c.document_id, i)
 
 
 def _expand(chosen: list[Passage], docs: dict[DocKey, StoredDocument], opts: ContextOptions,
@@ -177,17 +255,26 @@ def _coalesce(passages: list[Passage], docs: dict[DocKey, StoredDocument], cost:
     for p in sorted(passages, key=lambda p: (p.document_id, p.doc_version, p.char_start or 0)):
         prev = out[-1] if out else None
         if (prev is not None and prev.stitched and p.stitched and (prev.document_id, prev.doc_version)
-                == (p.document_id, p.doc_version) and p.char_start <= prev.char_end):   # type: ignore[operator]
+                == (p.document_id, p.doc_version) and (p.char_start <= prev.char_end or _consecutive(prev, p))):  # type: ignore[operator]
             doc = docs[(p.document_id, p.doc_version)]
             before = cost(prev.text) + cost(p.text) + 2 * overhead
             best = prev if prev.rank <= p.rank else p
             merged = respan(best, doc, prev.char_start, max(prev.char_end, p.char_end),   # type: ignore[arg-type]
                             chunks=sorted(prev.chunks + p.chunks, key=lambda c: c.char_start or 0),
                             flags=prev.flags | p.flags, duplicates=prev.duplicates + p.duplicates,
-                            expanded=True, trimmed=prev.trimmed or p.trimmed)
+                            expanded=prev.expanded or p.expanded, trimmed=prev.trimmed or p.trimmed,
+                            rank=min(prev.rank, p.rank))
             out[-1] = merged
             used += cost(merged.text) + overhead - before
             continue
         out.append(p)
     return out, used
+
+
+
+def _consecutive(a: Passage, b: Passage) -> bool:
+    """``b`` starts with the chunk right after ``a``'s last one (only the text between them is missing)."""
+    ia = [c.chunk_index for c in a.chunks if c.chunk_index is not None]
+    ib = [c.chunk_index for c in b.chunks if c.chunk_index is not None]
+    return bool(ia and ib) and min(ib) == max(ia) + 1 and not a.trimmed and not b.trimmed
 

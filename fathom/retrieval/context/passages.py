@@ -1,4 +1,4 @@
-"""From ranked chunks to passages: merge a document's adjacent or overlapping chunks, widen or trim them.
+"""Passages: spans of stored documents built from chunks, widened by sentences or to their section.
 
 Every passage built from a stored document is a span ``[char_start, char_end)``
 of that document's text and its text is exactly those characters: merging,
@@ -31,50 +31,10 @@ def usable_documents(chunks: Sequence[ContextChunk], docs: Mapping[DocKey, Store
     return {k: d for k, d in docs.items() if k not in bad}
 
 
-def merge_chunks(chunks: Sequence[ContextChunk], docs: Mapping[DocKey, StoredDocument]) -> list[Passage]:
-    """One passage per run of adjacent (consecutive ``chunk_index``) or overlapping chunks of a document.
-
-    ``docs`` must come from :func:`usable_documents`. Chunks of a document that
-    is not there stay one passage each, with their own text. Passages come out
-    in rank order of their best chunk.
-    """
-    by_doc: dict[DocKey, list[ContextChunk]] = {}
-    for c in chunks:
-        by_doc.setdefault((c.document_id, c.doc_version), []).append(c)
-    out: list[Passage] = []
-    for key, group in by_doc.items():
-        doc = docs.get(key)
-        if doc is None:
-            out.extend(_single(c) for c in group)
-            continue
-        group = sorted(group, key=lambda c: (c.char_start, c.char_end))
-        run = [group[0]]
-        for c in group[1:]:
-            prev = run[-1]
-            adjacent = prev.chunk_index is not None and c.chunk_index == prev.chunk_index + 1
-            if adjacent or c.char_start <= max(x.char_end for x in run):   # type: ignore[operator]
-                run.append(c)
-            else:
-                out.append(_span(doc, run))
-                run = [c]
-        out.append(_span(doc, run))
-    out.sort(key=lambda p: p.rank)
-    return out
-
-
-def _single(c: ContextChunk) -> Passage:
+def single(c: ContextChunk, stitched: bool) -> Passage:
+    """A passage of one chunk (``stitched``: its document is stored, so it may be widened or merged)."""
     return Passage(c.document_id, c.doc_version, c.text, c.char_start, c.char_end, [c], c.score, c.confidence, c.rank,
-                   c.section_path, c.pages, c.source, c.flags)
-
-
-def _span(doc: StoredDocument, run: list[ContextChunk]) -> Passage:
-    start = min(c.char_start for c in run)                 # type: ignore[type-var]
-    end = max(c.char_end for c in run)                     # type: ignore[type-var]
-    best = min(run, key=lambda c: c.rank)
-    pages = tuple(sorted({p for c in run for p in c.pages}))
-    flags = frozenset().union(*(c.flags for c in run))
-    return Passage(doc.document_id, doc.doc_version, doc.text[start:end], start, end, list(run), best.score,
-                   best.confidence, best.rank, best.section_path, pages, best.source, flags, stitched=True)
+                   c.section_path, c.pages, c.source, c.flags, stitched=stitched)
 
 
 def respan(p: Passage, doc: StoredDocument, start: int, end: int, **changes: object) -> Passage:
@@ -88,27 +48,6 @@ def respan(p: Passage, doc: StoredDocument, start: int, end: int, **changes: obj
 def overlapping(chunks: Sequence[ContextChunk], start: int, end: int) -> list[ContextChunk]:
     """The chunks with text inside ``[start, end)`` (a trimmed passage no longer claims the ones it cut off)."""
     return [c for c in chunks if c.char_start is None or c.char_end is None or (c.char_start < end and c.char_end > start)]
-
-
-def shrink(p: Passage, doc: StoredDocument | None, room: int, cost: Callable[[str], int],
-           window: Callable[[Passage, int], Passage | None]) -> Passage | None:
-    """``p`` cut down to ``room`` tokens around what ranked best: its best chunk, widened inside ``p`` by sentences.
-
-    A merged passage keeps the retriever's judgement (its best chunk) rather
-    than whatever words overlap the query; ``window`` (the best-matching
-    sentences) is the fallback when even that chunk is too long, or when
-    there is no stored document to widen in.
-    """
-    if doc is not None and p.stitched and len(p.chunks) > 1 and p.char_start is not None and p.char_end is not None:
-        best = min(p.chunks, key=lambda c: c.rank)
-        core = respan(p, doc, best.char_start, best.char_end, chunks=[best])   # type: ignore[arg-type]
-        n = cost(core.text)
-        if n <= room:
-            grown, _ = grow(core, doc, (p.char_start, p.char_end), room - n, cost)
-            return replace(grown, chunks=overlapping(p.chunks, grown.char_start, grown.char_end),  # type: ignore[arg-type]
-                           expanded=False, trimmed=True)
-        p = core
-    return window(p, room)
 
 
 def section_bounds(doc: StoredDocument, start: int, end: int) -> tuple[int, int]:
@@ -138,14 +77,16 @@ def sentence_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
 
 
 def grow(p: Passage, doc: StoredDocument, bounds: tuple[int, int], room: int, cost: Callable[[str], int],
-         per_side: int | None = None) -> tuple[Passage, int]:
+         per_side: int | None = None, words: bool = False) -> tuple[Passage, int]:
     """Widen ``p`` by whole sentences inside ``bounds`` (next, then previous, alternately) while ``room`` allows.
 
     ``per_side`` caps the tokens added on each side (``neighbours``). Each
     step costs the tokens of the text it adds (the assembler recounts the
     whole context at the end, so a BPE merge across the seam cannot push it
-    over the budget). Returns the passage (``p`` itself when nothing fitted)
-    and the tokens added.
+    over the budget). With ``words``, a side whose next sentence does not fit
+    takes as many of its words as do (a retrieved chunk partly packed, as
+    naive truncation would). Returns the passage (``p`` itself when nothing
+    fitted) and the tokens added.
     """
     assert p.char_start is not None and p.char_end is not None
     sents = sentence_spans(doc.text, *bounds)
@@ -161,8 +102,16 @@ def grow(p: Passage, doc: StoredDocument, bounds: tuple[int, int], room: int, co
             s, e = sides[side][0]
             piece = doc.text[end:e] if side == "after" else doc.text[s:start]
             added = cost(piece)
-            if added > room - used["after"] - used["before"] or (per_side is not None and used[side] + added > per_side):
+            left = room - used["after"] - used["before"]
+            if added > left or (per_side is not None and used[side] + added > per_side):
                 sides[side] = []
+                if words and left > 1:
+                    cut = _words_within(doc.text, end, e, left, cost) if side == "after" else \
+                        _words_within(doc.text, start, s, left, cost)
+                    if cut is not None:
+                        n, edge = cut
+                        used[side] += n
+                        start, end = (start, edge) if side == "after" else (edge, end)
                 continue
             sides[side].pop(0)
             used[side] += added
@@ -170,3 +119,27 @@ def grow(p: Passage, doc: StoredDocument, bounds: tuple[int, int], room: int, co
     if (start, end) == (p.char_start, p.char_end):
         return p, 0
     return respan(p, doc, start, end, expanded=True), used["after"] + used["before"]
+
+
+def _words_within(text: str, fixed: int, far: int, room: int, cost: Callable[[str], int]) -> tuple[int, int] | None:
+    """The farthest word boundary ``x`` from ``fixed`` towards ``far`` with ``cost(text between) <= room``.
+
+    Returns (tokens, x), or None when not one word fits. Binary search over the boundaries.
+    """
+    forward = far > fixed
+    lo_, hi_ = (fixed, far) if forward else (far, fixed)
+    if forward:
+        marks = [i for i in range(lo_ + 1, hi_) if text[i] == " " and text[i - 1] != " "]
+    else:
+        marks = [i for i in range(lo_ + 1, hi_) if text[i - 1] == " " and text[i] != " "][::-1]
+    best: tuple[int, int] | None = None
+    lo, hi = 0, len(marks) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        piece = text[fixed:marks[mid]] if forward else text[marks[mid]:fixed]
+        n = cost(piece)
+        if n <= room:
+            best, lo = (n, marks[mid]), mid + 1
+        else:
+            hi = mid - 1
+    return best

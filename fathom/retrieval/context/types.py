@@ -117,6 +117,7 @@ class ContextOptions:
     include_context: bool = False
     highlights: int = 1              # sentences per passage
     trim: bool = True                # a passage that does not fit whole gives its best-matching sentences instead
+    max_passage_tokens: int | None = None   # cap per passage (its best sentences), so that more sources fit
     # Operator knobs: the service passes settings.context's values; these defaults are read from there too.
     dedup_threshold: float = _setting("dedup_threshold")      # shingle Jaccard at which passages are the same text
     neighbour_tokens: int = _setting("neighbour_tokens")      # `neighbours`: most tokens added on each side
@@ -223,5 +224,5 @@ class ContextOutput:
     budget: int
     tokenizer: str
     assembled: bool                          # False: the guard said there is nothing to assemble
-    dropped: int = 0                         # passages left out for the budget
-    collapsed: int = 0                       # duplicates collapsed into kept passages
+    dropped: int = 0                         # retrieved chunks in no passage (left out for the budget)
+    collapsed: int = 0                       # near-duplicates collapsed into kept passages

@@ -18,7 +18,7 @@ from fathom.service.api.schemas import (CitationOut, DuplicateOut, HighlightOut,
 from fathom.service.problems import Problem
 from fathom.service.tenants import TenantConfig
 
-_OPTION_FIELDS = ("expand", "order", "dedup", "diversity", "include_context", "highlights")
+_OPTION_FIELDS = ("expand", "order", "dedup", "diversity", "include_context", "highlights", "max_passage_tokens")
 
 
 def context_options(body: RetrieveRequest, tenant: TenantConfig, settings: Settings) -> ContextOptions | None:
@@ -37,7 +37,7 @@ def context_options(body: RetrieveRequest, tenant: TenantConfig, settings: Setti
     return ContextOptions(
         max_tokens=min(budget, cfg.max_tokens_limit), expand=body.expand, order=body.order, dedup=body.dedup,
         diversity=body.diversity, include_context=body.include_context, highlights=body.highlights,
-        dedup_threshold=cfg.dedup_threshold, neighbour_tokens=cfg.neighbour_tokens,
+        max_passage_tokens=body.max_passage_tokens, dedup_threshold=cfg.dedup_threshold, neighbour_tokens=cfg.neighbour_tokens,
         min_fragment_tokens=cfg.min_fragment_tokens)
 
 
@@ -47,7 +47,8 @@ def cache_key(options: ContextOptions | None, assembler: ContextAssembler | None
         return None
     return {"max_tokens": options.max_tokens, "expand": options.expand, "order": options.order, "dedup": options.dedup,
             "diversity": options.diversity, "include_context": options.include_context,
-            "highlights": options.highlights, "tokenizer": assembler.tokenizer.name if assembler else None}
+            "highlights": options.highlights, "max_passage_tokens": options.max_passage_tokens,
+            "tokenizer": assembler.tokenizer.name if assembler else None}
 
 
 def attach_context(assembler: ContextAssembler, tenant: Tenant, query: str, result: RetrievalResult,

@@ -63,6 +63,9 @@ class RetrieveRequest(BaseModel):
                              description="MMR trade-off when choosing passages: 0 relevance only, 1 novelty only")
     include_context: bool = Field(option_default("include_context"), strict=True, description="Also return `context`: the passages as one "
                                                                   "string with citation markers [1]..[n]")
+    max_passage_tokens: int | None = Field(
+        option_default("max_passage_tokens"), ge=16, strict=True,
+        description="Cap per passage (its best-matching sentences): more sources at a tight budget, less of each")
     highlights: int = Field(option_default("highlights"), ge=0, le=10, strict=True,
                             description="Sentences per passage that best match the query (offsets into its text)")
 

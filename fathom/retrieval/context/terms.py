@@ -1,0 +1,61 @@
+"""Query terms in passages: the sentence scores that highlights and trimming read.
+
+A sentence scores the summed weight of the distinct query terms it contains
+(BM25's tokenizer: NFKC, casefold, stop words, Snowball stems). A term's
+weight is ``ln(1 + N / df)`` over the N candidate passages, so a term every
+passage shares (the topic itself) counts for less than one that singles a
+passage out. ``df`` is estimated by substring presence of the stem in the
+casefolded text (one C-level scan per term, instead of tokenizing every
+candidate); the sentence scores themselves use the exact terms. Sentences are
+tokenized only for the passages that are trimmed or highlighted, once each.
+No model runs here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from fathom.retrieval.bm25 import stem_words, tokenize
+from fathom.retrieval.context.passages import sentence_spans
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+Scored = list[tuple[int, int, float]]    # (start, end, score) of each sentence, offsets into the text
+
+
+class QueryTerms:
+    """The query's terms weighted over the candidate passages' texts, with a per-assembly memo of sentence scores."""
+
+    def __init__(self, query: str, texts: Sequence[str]):
+        terms = set(tokenize(query))
+        folded = [t.casefold() for t in texts]
+        n = max(len(texts), 1)
+        self.weights = {t: math.log1p(n / max(sum(t in f for f in folded), 1)) for t in terms}
+        # A stem less its last letter is a prefix of the words it came from ("studi" <- "study"), so a query term
+        # can only be in a sentence that contains its probe; only the words around a probe are stemmed to check.
+        self._checks = [(t, w, t[:-1] if len(t) > 3 else t) for t, w in self.weights.items()]
+        self._memo: dict[str, Scored] = {}
+
+    def sentences(self, text: str) -> Scored:
+        scored = self._memo.get(text)
+        if scored is None:
+            scored = self._memo[text] = [(s, e, self._score(text[s:e])) for s, e in sentence_spans(text, 0, len(text))]
+        return scored
+
+    def _score(self, sentence: str) -> float:
+        folded = unicodedata.normalize("NFKC", sentence).casefold() if not sentence.isascii() else sentence.lower()
+        hits = [check for check in self._checks if check[2] in folded]
+        if not hits:
+            return 0.0
+        words = _WORD.findall(folded)
+        return sum(weight for term, weight, probe in hits if term in stem_words([w for w in words if probe in w]))
+
+    def derive(self, parent: str, start: int, end: int) -> None:
+        """Scores of ``parent[start:end]`` (a window of whole sentences) from the parent's, without re-tokenizing."""
+        child = parent[start:end]
+        if child not in self._memo and parent in self._memo:
+            self._memo[child] = [(s - start, e - start, sc) for s, e, sc in self._memo[parent]
+                                 if s >= start and e <= end]
