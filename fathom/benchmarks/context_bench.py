@@ -239,7 +239,8 @@ def run_dataset(ds: _Dataset, tokenizer: PromptTokenizer, budgets: Sequence[int]
         over_real[budget] = {"max_real_over_budget": round(max(ratios), 4),
                              "mean_real_over_budget": round(float(np.mean(ratios)), 4),
                              "contexts_over_budget": int(sum(r > 1 for r in ratios))}
-        log(" ".join(f"{r['method']}={r['evidence_recall']:.3f}/{r['tokens_used']:.0f}t" for r in rows[-len(methods) - 1:])
+        done = rows[-len(methods) - 1:]
+        log(" ".join(f"{r['method']}={r['evidence_recall']:.3f}/{r['tokens_used']:.0f}t" for r in done)
             + f"  [{ds.name} @ {budget}]")
     return rows, sorted(texts), over_real
 
@@ -301,9 +302,10 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, methods: Sequence[str] | No
                          if r["dataset"] == name and r["method"] == m)
             if not pts:
                 continue
-            style = {"naive": ("k", "--", "s"), "default": ("C0", "-", "o")}.get(m, (f"C{i + 1}", "-", "."))
+            style = {"naive": ("k", "--", "s"), "default": ("C0", "-", "o")}.get(m, (plt.cm.tab20(2 * i + 3), "-", "."))
+            main = m in ("naive", "default")
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=style[0], linestyle=style[1], marker=style[2],
-                    label=m, linewidth=2 if m in ("naive", "default") else 1, alpha=1 if m in ("naive", "default") else 0.7)
+                    label=m, linewidth=2 if main else 1, alpha=1 if main else 0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("tokens used (mean; budgets 256-2048)")
         ax.set_ylabel("evidence recall")
