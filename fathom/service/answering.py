@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from fathom.retrieval.context import ContextOptions
 from fathom.retrieval.guard import GuardPolicy, Status
 from fathom.retrieval.query_pipeline import RetrievalQuery, RetrievalResult
 from fathom.retrieval.rerank.interface import Candidate, Deadline
 from fathom.retrieval.stages import EmbedQuery
 from fathom.retrieval.store.contract import MetadataFilter, Mode, returned_metadata
 from fathom.retrieval.tenancy import Tenant
+from fathom.service.api.context import attach_context, cache_key
 from fathom.service.api.schemas import ChunkOut, Provenance, RetrieveResponse
 from fathom.service.cache.answers import AnswerParams, Lookup
 from fathom.service.observability.context import RequestContext
@@ -45,6 +47,7 @@ class Question:
     filter: MetadataFilter | None       # the same, validated for the store
     policy: GuardPolicy
     deadline: Deadline
+    context: ContextOptions | None = None   # assemble a context (max_context_tokens and the other options)
 
 
 def answer(rt: Runtime, ctx: RequestContext, question: Question) -> RetrieveResponse:
@@ -56,7 +59,7 @@ def answer(rt: Runtime, ctx: RequestContext, question: Question) -> RetrieveResp
     lookup, dense = Lookup("off"), None
     if cache is not None:
         params = AnswerParams(q.mode, q.top_k, q.rerank, q.filters, q.policy.min_confidence,
-                              q.policy.min_chunk_confidence)
+                              q.policy.min_chunk_confidence, cache_key(q.context, rt.context))
         with ctx.stage("cache"):
             version = rt.pipeline.store.live_version(q.tenant)
             lookup = cache.lookup(q.tenant, version, params, q.text) if version is not None else Lookup("miss")
@@ -77,6 +80,9 @@ def answer(rt: Runtime, ctx: RequestContext, question: Question) -> RetrieveResp
             ctx.add_ms(stage, ms)
     response = to_response(result, "")
     response.cache = lookup.outcome
+    if q.context is not None and rt.context is not None:
+        with ctx.stage("context"):   # after the guard: the assembler assembles nothing from no_relevant_context
+            attach_context(rt.context, q.tenant, q.text, result, response, q.context)
     if result.status is Status.OK and cache is not None:
         with ctx.stage("cache"):
             cache.put(lookup, q.tenant, dense, response.model_dump(exclude={"request_id", "timings_ms", "cache"}), q.text)

@@ -40,7 +40,8 @@ class ContextChunk:
     flags: frozenset[str] = frozenset()
 
     @classmethod
-    def from_candidate(cls, c: Candidate, rank: int, flags: frozenset[str] = frozenset()) -> "ContextChunk":
+    def from_candidate(cls, c: Candidate, rank: int) -> "ContextChunk":
+        """The chunk of a kept candidate, with the flags the pipeline's ``flag`` stage gave it."""
         p = c.hit.payload
         return cls(
             id=c.hit.id, document_id=c.hit.document_id, doc_version=int(p.get("doc_version") or 0), text=c.hit.text,
@@ -49,7 +50,7 @@ class ContextChunk:
             score=float(c.rerank_score if c.rerank_score is not None else c.fused_score),
             confidence=float(c.confidence), rank=rank, section_path=tuple(p.get("section_path") or ()),
             pages=tuple(int(x) for x in p.get("pages") or ()), source=p.get("source") or p.get("source_name"),
-            content_hash=p.get("content_hash"), flags=flags,
+            content_hash=p.get("content_hash"), flags=frozenset(c.flags),
         )
 
 

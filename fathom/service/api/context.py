@@ -1,7 +1,7 @@
 """The retrieve route's context assembly: request options in, ``passages`` / ``context`` / ``citations`` out.
 
-Called from one place (``retrieve._answer``) after the pipeline, i.e. after the
-guard decided; the assembler itself refuses to assemble from anything but an
+Called from one place (``fathom.service.answering.answer``) after the pipeline,
+i.e. after the guard decided; the assembler itself refuses to assemble from anything but an
 ``ok`` or ``degraded`` answer. The options are part of the answer-cache key.
 """
 
@@ -53,9 +53,8 @@ def cache_key(options: ContextOptions | None, assembler: ContextAssembler | None
 
 def attach_context(assembler: ContextAssembler, tenant: Tenant, query: str, result: RetrievalResult,
                    response: RetrieveResponse, options: ContextOptions) -> None:
-    """Assemble from the guard's kept chunks (flags as the response's chunks carry them) into ``response``."""
-    chunks = [ContextChunk.from_candidate(c, i, frozenset(out.flags))
-              for i, (c, out) in enumerate(zip(result.candidates, response.chunks))]
+    """Assemble from the guard's kept chunks (with the pipeline's flags) into ``response``."""
+    chunks = [ContextChunk.from_candidate(c, i) for i, c in enumerate(result.candidates)]
     out = assembler.run(ContextInput(tenant, query, result.status, chunks, options))
     apply(response, out)
 

@@ -17,6 +17,7 @@ from fathom.retrieval.query_pipeline import DeadlineExceeded
 from fathom.retrieval.rerank.interface import Deadline
 from fathom.retrieval.store.contract import MetadataFilter, StoreUnavailable
 from fathom.service.answering import Question, answer
+from fathom.service.api.context import context_options
 from fathom.service.api.deps import Caller, app_caller, runtime
 from fathom.service.api.schemas import RetrieveRequest, RetrieveResponse
 from fathom.service.observability.context import RequestContext
@@ -58,12 +59,13 @@ def retrieve(body: RetrieveRequest, request: Request, caller: Annotated[Caller, 
         raise Problem(422, "invalid_filter", "Invalid filter", str(exc)) from None
     if body.top_k > rt.settings.retrieval.max_top_k:
         raise Problem(422, "top_k_too_large", "top_k too large", f"at most {rt.settings.retrieval.max_top_k}")
-    policy = rt.tenants.get(caller.tenant).guard
+    tenant_cfg = rt.tenants.get(caller.tenant)
+    policy = tenant_cfg.guard
     if rt.settings.service.debug_log_content:
         ctx.log_fields["query"] = body.query
     timeout_ms = rt.settings.service.request_timeout_ms
     question = Question(caller.tenant, body.query, body.top_k, body.mode, body.rerank, body.filters, flt, policy,
-                        Deadline(ctx.started + timeout_ms / 1000.0))
+                        Deadline(ctx.started + timeout_ms / 1000.0), context_options(body, tenant_cfg, rt.settings))
     try:
         response = answer(rt, ctx, question)
     except StoreUnavailable as exc:
