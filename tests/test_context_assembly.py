@@ -130,7 +130,8 @@ def test_budget_is_never_exceeded(runtime, corpus, tok_name):
     for tenant, query in cases:
         status, chunks = chunks_for(runtime, tenant, query, top_k=rng.choice([5, 12, 20]))
         for _ in range(6):
-            opts = ContextOptions(max_tokens=rng.choice([1, 7, 24, 64, 100, 256, 512, 1024, 3000, rng.randint(1, 2048)]),
+            budget = rng.choice([1, 7, 24, 64, 100, 256, 512, 1024, 3000, rng.randint(1, 2048)])
+            opts = ContextOptions(max_tokens=budget,
                                   expand=rng.choice(["none", "neighbours", "section"]),
                                   order=rng.choice(["score", "document", "edges"]), dedup=rng.random() < 0.8,
                                   diversity=rng.choice([0.0, 0.0, 0.3, 0.9]), include_context=rng.random() < 0.5,

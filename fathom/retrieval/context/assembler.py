@@ -215,8 +215,8 @@ class _Packer:
         elif self.opts.trim:                     # as far towards the chunk as the budget allows
             grown, added = grow(p, doc, (start, end), room, self.cost, words=True)
             if added:
-                self.passages[i] = respan(grown, doc, grown.char_start, grown.char_end,   # type: ignore[arg-type]
-                                          chunks=overlapping([*p.chunks, c], grown.char_start, grown.char_end),  # type: ignore[arg-type]
+                s, e = grown.char_start, grown.char_end
+                self.passages[i] = respan(grown, doc, s, e, chunks=overlapping([*p.chunks, c], s, e),  # type: ignore[arg-type]
                                           expanded=False, trimmed=True)
                 self.used += added
         if self.dedup is not None:
@@ -254,8 +254,9 @@ def _coalesce(passages: list[Passage], docs: dict[DocKey, StoredDocument], cost:
     out: list[Passage] = []
     for p in sorted(passages, key=lambda p: (p.document_id, p.doc_version, p.char_start or 0)):
         prev = out[-1] if out else None
-        if (prev is not None and prev.stitched and p.stitched and (prev.document_id, prev.doc_version)
-                == (p.document_id, p.doc_version) and (p.char_start <= prev.char_end or _consecutive(prev, p))):  # type: ignore[operator]
+        same = prev is not None and prev.stitched and p.stitched and \
+            (prev.document_id, prev.doc_version) == (p.document_id, p.doc_version)
+        if same and (p.char_start <= prev.char_end or _consecutive(prev, p)):  # type: ignore[operator, union-attr]
             doc = docs[(p.document_id, p.doc_version)]
             before = cost(prev.text) + cost(p.text) + 2 * overhead
             best = prev if prev.rank <= p.rank else p

@@ -18,8 +18,9 @@ from fathom.retrieval.sentences import split_sentences
 DocKey = tuple[str, int]
 
 
-def usable_documents(chunks: Sequence[ContextChunk], docs: Mapping[DocKey, StoredDocument]) -> dict[DocKey, StoredDocument]:
-    """The stored documents every chunk of which sits at its recorded offsets (else the store and the index disagree)."""
+def usable_documents(chunks: Sequence[ContextChunk],
+                     docs: Mapping[DocKey, StoredDocument]) -> dict[DocKey, StoredDocument]:
+    """The stored documents every chunk of which sits at its recorded offsets (else store and index disagree)."""
     bad: set[DocKey] = set()
     for c in chunks:
         key = (c.document_id, c.doc_version)
@@ -47,7 +48,8 @@ def respan(p: Passage, doc: StoredDocument, start: int, end: int, **changes: obj
 
 def overlapping(chunks: Sequence[ContextChunk], start: int, end: int) -> list[ContextChunk]:
     """The chunks with text inside ``[start, end)`` (a trimmed passage no longer claims the ones it cut off)."""
-    return [c for c in chunks if c.char_start is None or c.char_end is None or (c.char_start < end and c.char_end > start)]
+    return [c for c in chunks
+            if c.char_start is None or c.char_end is None or (c.char_start < end and c.char_end > start)]
 
 
 def section_bounds(doc: StoredDocument, start: int, end: int) -> tuple[int, int]:

@@ -52,17 +52,21 @@ class RetrieveRequest(BaseModel):
                                              "(tenants file `context.max_tokens`), else settings "
                                              "`context.default_max_tokens`; without one no context is assembled")
     expand: Literal["none", "neighbours", "section"] = Field(
-        option_default("expand"), description="Widen passages with leftover budget: `neighbours` (surrounding sentences, up to "
-                            "settings `context.neighbour_tokens` a side) or `section` (the whole section)")
+        option_default("expand"),
+        description="Widen passages with leftover budget: `neighbours` (surrounding sentences, up to settings "
+                    "`context.neighbour_tokens` a side) or `section` (the whole section)")
     order: Literal["score", "document", "edges"] = Field(
-        option_default("order"), description="Passage order: best first, `document` (a document's passages together, in reading "
-                             "order) or `edges` (best at both ends, weakest in the middle)")
-    dedup: bool = Field(option_default("dedup"), strict=True, description="Collapse near-identical passages into the best-scored one "
-                                                       "(the others are listed in its `duplicates`)")
+        option_default("order"),
+        description="Passage order: best first, `document` (a document's passages together, in reading order) or "
+                    "`edges` (best at both ends, weakest in the middle)")
+    dedup: bool = Field(option_default("dedup"), strict=True,
+                        description="Collapse near-identical passages into the best-scored one (the others are listed "
+                                    "in its `duplicates`)")
     diversity: float = Field(option_default("diversity"), ge=0, le=1, strict=True,
                              description="MMR trade-off when choosing passages: 0 relevance only, 1 novelty only")
-    include_context: bool = Field(option_default("include_context"), strict=True, description="Also return `context`: the passages as one "
-                                                                  "string with citation markers [1]..[n]")
+    include_context: bool = Field(option_default("include_context"), strict=True,
+                                  description="Also return `context`: the passages as one string with citation "
+                                              "markers [1]..[n]")
     max_passage_tokens: int | None = Field(
         option_default("max_passage_tokens"), ge=16, strict=True,
         description="Cap per passage (its best-matching sentences): more sources at a tight budget, less of each")
