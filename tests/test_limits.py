@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fathom.config import LimitSettings
+from fathom.service.core.config import LimitSettings
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.app import create_app
 from fathom.service.limits import RateLimiter

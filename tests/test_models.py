@@ -19,7 +19,8 @@ from fathom.retrieval.models.onnx_cross_encoder import OnnxCrossEncoder
 from fathom.retrieval.models.embedder import ModelNotPreparedError, OnnxEmbedder, load_embedder
 from fathom.training.prepare import ACCEPT, export_cross_encoder, prepare_embedder, verification_data
 from fathom.retrieval.models.specs import MANIFEST, MINILM, MPNET, ONNX_FP32, ONNX_INT8, TOKENIZER
-from fathom.config import ModelSettings, Settings, get_settings
+from fathom.config import ModelSettings
+from fathom.service.core.config import Settings, get_settings
 
 pytestmark = pytest.mark.slow
 

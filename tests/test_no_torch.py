@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fathom.config import get_settings
+from fathom.service.core.config import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 # Every serving-side module; add new ones here.
@@ -43,7 +43,7 @@ from pathlib import Path
 from fathom.retrieval.models.embedder import load_embedder
 from fathom.retrieval.models.specs import MINILM
 from fathom.retrieval.query_pipeline import RetrievalQuery
-from fathom.config import get_settings
+from fathom.service.core.config import get_settings
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
 from fathom.service.runtime import Runtime

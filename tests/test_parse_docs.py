@@ -33,6 +33,7 @@ from fathom.ingest.normalize import (
     text_length,
 )
 from fathom.ingest.parse import SUPPORTED_EXTENSIONS, parse_bytes, parse_file
+from fathom.benchmarks.config import data_dir
 from fathom.config import get_settings
 
 # --------------------------------------------------------------------------- the table
@@ -185,7 +186,7 @@ HAS_SOFFICE = shutil.which("soffice") is not None
 
 @pytest.fixture(scope="module")
 def docs_dir() -> Path:
-    path = get_settings().data_dir / "docs"
+    path = data_dir() / "docs"
     if not (path / "MANIFEST.tsv").is_file():
         pytest.skip(f"fixture documents not found at {path} (set FATHOM_DATA_DIR)")
     return path

@@ -221,7 +221,7 @@ def test_gate_refuses_a_worse_configuration_and_the_old_version_keeps_serving(ba
         assert retrieve(c, keys, "gate", QUERIES[0])["index_version"] == 1
     # The baseline figure is the live version's real recall. Hybrid fusion breaks score ties in no fixed
     # order, so a document tied at rank 10 may flip between runs: one flip moves the mean by at most 0.01 here.
-    golden = golden_sets(rt).load(Tenant("gate"))
+    golden = golden_sets(rt.job_services()).load(Tenant("gate"))
     assert recall(rt.pipeline, Tenant("gate"), 1, golden) == pytest.approx(figures["baseline_recall"], abs=0.021)
 
 

@@ -45,7 +45,7 @@ from fathom.ingest.ingest_pipeline import IngestItem
 from fathom.retrieval.guard import DEGRADING
 from fathom.retrieval.rerank.interface import RerankTimeout
 from fathom.retrieval.stages import Rerank
-from fathom.config import LimitSettings
+from fathom.service.core.config import LimitSettings
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.app import create_app

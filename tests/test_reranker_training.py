@@ -35,7 +35,7 @@ from fathom.training.rerank.evaluate import fit_answerable, ndcg_at_10
 from fathom.training.rerank.mining import MiningConfig, MiningStats, mine_labelled, split_by, training_pairs
 from fathom.training.rerank.neardup import NearDuplicateFilter, overlap, shingles
 from fathom.training.rerank.pseudo import PseudoQueryConfig, pseudo_queries, split_lead
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.store.contract import Hit
 
 TRAIN_QUERIES = 36

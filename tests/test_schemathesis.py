@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from fathom.config import get_settings
+from fathom.service.core.config import get_settings
 from fathom.service.app import create_app
 from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
 from fathom.service.runtime import Runtime

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fathom.benchmarks.perf_commands import add_perf_commands
-from fathom.config import Settings
+from fathom.service.core.config import Settings
+from fathom.benchmarks.config import data_dir
 
 
 def _print_json(data: Any) -> None:
@@ -25,7 +26,7 @@ def cmd_bench_quality(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.rerank:
         settings = settings.model_copy(update={"rerank": settings.rerank.model_copy(update={"kind": args.rerank})})
-    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    dataset = Path(args.dataset) if args.dataset else data_dir() / "scifact"
     extra = []
     if args.rerankers:
         from fathom.benchmarks.rerank_bench import load_rerankers
@@ -47,7 +48,7 @@ def cmd_bench_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.calibrate import calibrate
     from fathom.benchmarks.quality import build_index
 
-    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    dataset = Path(args.dataset) if args.dataset else data_dir() / "scifact"
     index = build_index(dataset, settings, split=args.split, state_dir=Path(args.keep_index) if args.keep_index else None)
     try:
         result = calibrate(index, rerank=settings.rerank.kind != "none")
@@ -65,7 +66,7 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.ingest_bench import format_ingest, run_ingest_bench
 
     with tempfile.TemporaryDirectory(prefix="fathom-bench-ingest-") as tmp:
-        results = run_ingest_bench(settings, settings.data_dir, tmp=Path(tmp))
+        results = run_ingest_bench(settings, data_dir(), tmp=Path(tmp))
     print(format_ingest(results))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

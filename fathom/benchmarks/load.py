@@ -53,7 +53,7 @@ from fathom.benchmarks.loadgen import Call, RunStats
 from fathom.retrieval.ir_metrics import percentile
 from fathom.benchmarks.quality import BenchIndex, build_index, rank_bm25_baseline
 from fathom.benchmarks.server_process import ServerProcess, api_keys_json, start_server
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.service.auth import generate_key, hash_key
 
 Log = Callable[[str], None]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fathom.retrieval.guard import GuardPolicy
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.tenancy import Tenant
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 
 WORKER_HELP = """Consume reindex jobs from the Redis queue (FATHOM_REDIS_URL is required).
 
@@ -25,7 +25,7 @@ backend the API process owns the store and runs jobs itself; a worker may run
 only while no API process is up, and refuses to start otherwise."""
 
 
-def _claim_edge(settings: Settings) -> Any:
+def claim_edge_store(settings: Settings) -> Any:
     """With the edge backend, claim the store for this process or explain who owns it (exit code 2)."""
     from fathom.service.jobs.ownership import StoreOwned, StoreOwnership
 
@@ -44,14 +44,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.redis_url:
         print("fathom worker needs FATHOM_REDIS_URL; without Redis, jobs run inside the API process", file=sys.stderr)
         return 2
-    ownership = _claim_edge(settings)
+    ownership = claim_edge_store(settings)
     rt = Runtime.open(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         assert rt.jobs is not None
-        rt.jobs.start_consumer(rt, ownership)
+        rt.jobs.start_consumer(rt.job_services(), ownership)
         print(f"fathom worker {rt.jobs.worker}: consuming jobs from Redis", file=sys.stderr, flush=True)
         while not stop.wait(1.0):
             pass
@@ -95,12 +95,12 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
             return _wait(jobs, job.id, tenant) if args.wait else 0
         finally:
             jobs.close()
-    ownership = _claim_edge(settings)
+    ownership = claim_edge_store(settings)
     rt = Runtime.open(settings)
     try:
         assert rt.jobs is not None
-        options.check(rt)
-        rt.jobs.start_consumer(rt, ownership)
+        options.check(rt.job_services())
+        rt.jobs.start_consumer(rt.job_services(), ownership)
         job = rt.jobs.submit(KIND, tenant, options.to_json())
         return _wait(rt.jobs, job.id, tenant)
     finally:
@@ -112,11 +112,11 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.service.jobs.versions import rollback
     from fathom.service.runtime import Runtime
 
-    ownership = _claim_edge(settings)
+    ownership = claim_edge_store(settings)
     rt = Runtime.open(settings)
     try:
         assert rt.jobs is not None
-        result = rollback(rt, rt.jobs.locks, Tenant(args.tenant), settings.jobs.lock_ttl_s)
+        result = rollback(rt.job_services(), rt.jobs.locks, Tenant(args.tenant), settings.jobs.lock_ttl_s)
         print(json.dumps({"live_version": result.live_version, "previous_version": result.previous_version,
                           "caught_up": {"rebuilt": result.caught_up.rebuilt, "removed": result.caught_up.removed}}))
         return 0
