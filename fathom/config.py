@@ -5,7 +5,7 @@ use ``__`` (``FATHOM_RERANK__DEPTH=50``). Each default is written once, here or
 beside the layer that alone reads it: the service's groups in
 ``fathom/service/core/config.py`` (composed onto this root there), the
 benchmarks' data directory in ``fathom/benchmarks/config.py``. This module
-imports nothing else of Fathom (tests/test_layering.py checks it), so every
+imports nothing else of Fathom (tests/contract/test_layering.py checks it), so every
 layer can read it.
 
 Paths default to a ``.fathom/`` folder beside the current working directory so

@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "fathom"
 HELM = REPO / ".fathom" / "tools" / "helm"
 VALUES = {"default": (), "production": ("ci/production-values.yaml",), "external": ("ci/external-values.yaml",)}

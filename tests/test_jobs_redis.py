@@ -31,9 +31,8 @@ from fathom.service.jobs.system import JobSystem
 from fathom.service.runtime import Runtime
 from tests.jobs_support import building, cacm_corpus, copy_embedding_cache, job_settings, upload_texts, wait_job
 from tests.ops_support import RedisServer
-from tests.support import Keys, client, live_server
+from tests.support import Keys, REPO, client, live_server
 
-REPO = Path(__file__).resolve().parent.parent
 PREFIX = "killed-worker"   # this deployment shares the Redis server with the API's above, not its queue
 
 

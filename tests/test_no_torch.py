@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from fathom.service.core.config import get_settings
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 # Every serving-side module; add new ones here.
 SERVING_MODULES = [
     "fathom.retrieval.models.embedder",

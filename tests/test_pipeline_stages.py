@@ -4,8 +4,8 @@ No models here: candidates are real ``Hit``/``Candidate`` records handed to the 
 ``Given`` stage (what a first-stage search would have written), so each test pins one rule of
 the runner (order, deadlines, halts, final statuses, insertion) or of a stage (rerank fallbacks,
 guard, flags). A reranker double appears only where a fault is injected. The same stages over
-a real index and real models are exercised end to end by tests/test_retrieve_http.py,
-tests/test_reliability_faults.py and tests/test_reranker_training.py.
+a real index and real models are exercised end to end by tests/api/test_retrieve_http.py,
+tests/reliability/test_reliability_faults.py and tests/unit/training/test_reranker_training.py.
 """
 
 from __future__ import annotations

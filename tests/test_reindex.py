@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from itertools import islice
-from pathlib import Path
 
 import pytest
 
@@ -29,9 +28,8 @@ from fathom.service.jobs.system import JobSystem
 from fathom.service.jobs.versions import SWEEP_OWNER, TenantBusy
 from fathom.service.runtime import Runtime
 from tests.jobs_support import building, cacm_corpus, copy_embedding_cache, job_settings, upload_texts, wait_job
-from tests.support import Keys, client, live_server
+from tests.support import Keys, REPO, client, live_server
 
-REPO = Path(__file__).resolve().parent.parent
 TENANTS = ("e2e", "rb", "gate", "cx")
 QUERIES = ["How do honeybees tell each other where flowers are?", "tidal stream turbines in narrow channels",
            "octopus camouflage chromatophores", "time sharing operating systems"]

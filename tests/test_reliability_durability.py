@@ -33,7 +33,7 @@ import pytest
 
 from fathom.benchmarks.datasets import load_beir
 from tests.ops_support import RedisServer
-from tests.server_process import ServerProcess, audit, manifest, registry_ok, server_env, source_hash
+from tests.reliability_support import ServerProcess, audit, manifest, registry_ok, server_env, source_hash
 from tests.support import Keys, client
 
 TENANT = "dur"

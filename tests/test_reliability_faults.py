@@ -7,7 +7,7 @@ Real processes and real failures wherever one exists:
   (still enforced), job routes answer 503 ``jobs_unavailable``, writes still go through; after the restart the
   cache, the shared limiter and the job queue are used again without restarting the API. An API started while
   Redis is down starts, serves, and picks Redis up when it arrives. (A *frozen* Redis - SIGSTOP, connections
-  hang - is covered by tests/test_cache.py.)
+  hang - is covered by tests/api/test_cache.py.)
 * **Vector store, server backend** - a runtime configured with ``FATHOM_STORE__BACKEND=server`` and a Qdrant URL
   where nothing listens (connection refused), and one where a socket accepts and never answers (a hung server):
   every route that needs the store answers 503.

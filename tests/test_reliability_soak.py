@@ -11,7 +11,7 @@ the warm-up and run to its swap under that load.
 
 Duration: ``FATHOM_SOAK_SECONDS`` (default 60 s, the CI form). The long form
 (600 s) is the same test marked ``soak_long``, deselected by default: run it
-with ``pytest -m soak_long tests/test_reliability_soak.py``. Figures are
+with ``pytest -m soak_long tests/reliability/test_reliability_soak.py``. Figures are
 printed and written to ``benchmarks/results/soak.json``.
 """
 
@@ -33,7 +33,7 @@ import pytest
 from fathom.benchmarks.datasets import load_beir
 from fathom.service.cli import SAMPLE_CORPUS
 from tests.ops_support import RedisServer
-from tests.server_process import REPO, ServerProcess, server_env
+from tests.reliability_support import REPO, ServerProcess, server_env
 from tests.support import Keys
 
 TENANTS = ("soak-a", "soak-b", "soak-c")

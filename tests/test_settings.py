@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from fathom import config as core
 from fathom.benchmarks.config import BenchmarkSettings
 from fathom.service.core.config import Settings
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # Knobs of the test suite itself, not of Fathom.
 TEST_ONLY = {"FATHOM_SOAK_SECONDS"}
 

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from qdrant_client import QdrantClient
@@ -27,9 +26,8 @@ from fathom.retrieval.store.contract import IndexRef, StoreUnavailable
 from fathom.retrieval.store.server_store import ClusterOptions, ServerStore
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.store_commands import init_store
-from tests.support import free_port
+from tests.support import REPO, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 class RecordingClient(QdrantClient):

@@ -1,29 +1,25 @@
-"""Test helpers for the reliability suite: ``fathom serve`` as a real subprocess, and on-disk state inspection.
+"""Test helpers for the reliability suite: the environment of a test server, and on-disk state inspection.
 
-A server in its own process can be SIGKILLed (durability) and observed from
-outside through ``/proc/<pid>`` (soak: RSS, open file descriptors), which an
-in-process uvicorn thread cannot.
+The server process itself is ``fathom.benchmarks.server_process.ServerProcess`` (shared with the
+benchmarks): a real ``fathom serve`` that can be SIGKILLed (durability) and observed from outside
+through ``/proc/<pid>`` (soak: RSS, open file descriptors), which an in-process uvicorn thread cannot.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+from fathom.benchmarks.server_process import REPO_ROOT as REPO
+from fathom.benchmarks.server_process import ServerProcess
+from tests.support import Keys
 
-from tests.support import Keys, free_port
-
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO", "ServerProcess", "audit", "manifest", "registry_ok", "server_env", "source_hash"]
 
 
 def server_env(state: Path, keys: Keys, *, redis_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -41,86 +37,6 @@ def server_env(state: Path, keys: Keys, *, redis_url: str | None = None, **extra
         env["FATHOM_REDIS_URL"] = redis_url
     env.update(extra)
     return env
-
-
-class ServerProcess:
-    """``python -m fathom.service.cli serve`` on a free loopback port; the test decides how it ends (SIGTERM or SIGKILL)."""
-
-    def __init__(self, env: dict[str, str], log: Path):
-        self.env, self.log = env, log
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout_s: float = 240.0) -> "ServerProcess":
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fathom.service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"server did not answer /healthz in {timeout_s}s:\n{self.tail()}")
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        """SIGKILL: no lifespan shutdown, no flush, no lock release but the kernel's."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self, timeout_s: float = 90.0) -> int:
-        """SIGTERM and wait: uvicorn's graceful shutdown (the lifespan closes the store)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-                raise
-        return self.proc.returncode
-
-    def tail(self, n: int = 4000) -> str:
-        try:
-            return self.log.read_bytes()[-n:].decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    # --- /proc figures -----------------------------------------------------------------
-    def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def fds(self) -> list[str]:
-        """What each open file descriptor points at (``socket:[n]``, ``pipe:[n]``, a path, ``... (deleted)``)."""
-        out = []
-        base = Path(f"/proc/{self.pid}/fd")
-        for fd in base.iterdir():
-            try:
-                out.append(os.readlink(fd))
-            except FileNotFoundError:   # closed while listing
-                continue
-        return out
 
 
 # --- on-disk state, read while no process owns it -------------------------------------------------------
