@@ -19,7 +19,7 @@ from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.cli import SAMPLE_CORPUS, iter_files
 from fathom.service.runtime import Runtime
-from tests.test_parse_docs import EXPECTED, expected_reason
+from tests.docs_support import EXPECTED, expected_reason
 
 OPEN = GuardPolicy(0.0, 0.0)
 
