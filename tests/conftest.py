@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from fathom.config import Settings, get_settings  # noqa: E402
+from fathom.service.core.config import Settings, get_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +23,10 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def data_dir(base_settings: Settings) -> Path:
-    path = base_settings.data_dir
+def data_dir() -> Path:
+    from fathom.benchmarks.config import data_dir as datasets
+
+    path = datasets()
     if not path.exists():
         pytest.skip(f"datasets not found at {path} (set FATHOM_DATA_DIR)")
     return path

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from fathom.benchmarks.datasets import load_beir
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from tests.support import Keys
 
 

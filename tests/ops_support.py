@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.service.runtime import Runtime
 from tests.support import Keys, free_port
 

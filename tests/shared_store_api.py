@@ -11,7 +11,7 @@ import sys
 import uvicorn
 
 import fathom.service.runtime as runtime_module
-from fathom.config import get_settings
+from fathom.service.core.config import get_settings
 from fathom.service.app import create_app
 from tests.shared_store import RemoteStore
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import uvicorn
 
+from fathom.benchmarks.server_process import free_port
 from fathom.service.auth import generate_key, hash_key
 
+__all__ = ["REPO", "Keys", "client", "free_port", "live_server"]
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The checkout's root (tests may live at any depth under tests/).
+REPO = Path(__file__).resolve().parent.parent
 
 
 @contextmanager

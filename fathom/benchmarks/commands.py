@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fathom.benchmarks.perf_commands import add_perf_commands
-from fathom.config import Settings
+from fathom.service.core.config import Settings
+from fathom.benchmarks.config import data_dir
 
 
 def _print_json(data: Any) -> None:
@@ -35,7 +36,7 @@ def cmd_bench_quality(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.rerank:
         settings = settings.model_copy(update={"rerank": settings.rerank.model_copy(update={"kind": args.rerank})})
-    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    dataset = Path(args.dataset) if args.dataset else data_dir() / "scifact"
     extra = []
     if args.rerankers:
         from fathom.benchmarks.rerank_bench import load_rerankers
@@ -52,7 +53,7 @@ def cmd_bench_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.calibrate import calibrate
     from fathom.benchmarks.quality import build_index
 
-    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    dataset = Path(args.dataset) if args.dataset else data_dir() / "scifact"
     index = build_index(dataset, settings, split=args.split, state_dir=Path(args.keep_index) if args.keep_index else None)
     try:
         result = calibrate(index, rerank=settings.rerank.kind != "none")
@@ -70,7 +71,7 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.ingest_bench import format_ingest, run_ingest_bench
 
     with tempfile.TemporaryDirectory(prefix="fathom-bench-ingest-") as tmp:
-        results = run_ingest_bench(settings, settings.data_dir, tmp=Path(tmp))
+        results = run_ingest_bench(settings, data_dir(), tmp=Path(tmp))
     return _report(format_ingest(results), results, args.json)
 
 
@@ -84,7 +85,7 @@ def cmd_bench_cache(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench_injection(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.injection_bench import format_injection, run_injection_bench
 
-    result = run_injection_bench(settings.data_dir)
+    result = run_injection_bench(data_dir())
     return _report(format_injection(result), result, args.json)
 
 
@@ -92,7 +93,7 @@ def cmd_bench_context(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.context_bench import format_rows, plot, run_context_bench
 
     names = args.datasets.split(",")
-    datasets = [Path(n) if "/" in n else settings.data_dir / n for n in names]
+    datasets = [Path(n) if "/" in n else data_dir() / n for n in names]
     results = run_context_bench(datasets, settings, budgets=[int(b) for b in args.budgets.split(",")],
                                 split=args.split, top_k=args.top_k, max_queries=args.max_queries,
                                 tokenizer=args.tokenizer, keep_index=Path(args.keep_index) if args.keep_index else None)

@@ -32,9 +32,10 @@ from fathom.benchmarks.scale_probe import dense_recall
 from fathom.benchmarks.synth import Perturbation, Synthesizer, load_base
 from fathom.retrieval.models.embedder import load_embedder
 from fathom.retrieval.models.specs import MINILM
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.store.edge_store import EdgeStore
 from fathom.retrieval.tenancy import Tenant
+from fathom.benchmarks.config import data_dir
 
 Log = Callable[[str], None]
 
@@ -61,9 +62,9 @@ def with_hnsw(settings: Settings, m: int, ef_construct: int) -> Settings:
 def run_hnsw(settings: Settings, opts: HnswOptions, log: Log = print) -> dict[str, Any]:
     started = time.time()
     base_dir = opts.base_dir or settings.home.resolve() / "bench" / "scale-base"
-    base = load_base(settings, [settings.data_dir / d for d in opts.datasets], base_dir, log)
+    base = load_base(settings, [data_dir() / d for d in opts.datasets], base_dir, log)
     synth = Synthesizer(base, opts.perturbation)
-    texts = shuffled_queries(load_beir(settings.data_dir / "scifact", "test").judged_queries, opts.perturbation.seed)
+    texts = shuffled_queries(load_beir(data_dir() / "scifact", "test").judged_queries, opts.perturbation.seed)
     texts = [texts[i % len(texts)] for i in range(opts.queries)]
     vectors = load_embedder(MINILM, settings).embed(texts)
     rows: dict[str, Any] = {}

@@ -23,7 +23,7 @@ from fathom.ingest.wiring import build_ingest
 from fathom.ingest.ingest_pipeline import IngestItem
 from fathom.ingest.registry import Registry
 from fathom.retrieval.components import load_models, open_store
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.tenancy import Tenant
 
 STAGES = ("parse", "chunk", "embed", "write", "optimize")

@@ -53,7 +53,7 @@ from fathom.benchmarks.loadgen import Call, RunStats
 from fathom.retrieval.ir_metrics import percentile
 from fathom.benchmarks.quality import BenchIndex, build_index, rank_bm25_baseline
 from fathom.benchmarks.server_process import ServerProcess, api_keys_json, start_server
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.service.auth import generate_key, hash_key
 
 Log = Callable[[str], None]
@@ -157,7 +157,7 @@ class Target:
 
     def reset_cache(self) -> None:
         """Move the tenant's cache generation on (a delete always bumps it, found or not)."""
-        with httpx.Client(base_url=self.server.base_url, headers=self.admin_headers, timeout=30) as c:
+        with httpx.Client(base_url=self.server.url, headers=self.admin_headers, timeout=30) as c:
             r = c.delete(f"/v1/documents/{CACHE_RESET_ID}")
             if r.status_code not in (204, 404):
                 raise RuntimeError(f"cache reset answered {r.status_code}: {r.text[:200]}")
@@ -167,10 +167,10 @@ def timed_run(target: Target, schedule: Sequence[Call], concurrency: int, opts: 
               warmup: Sequence[Call] = (), headers: dict[str, str] | None = None) -> tuple[RunStats, dict[str, Any]]:
     """Warm-up (untimed), scrape, timed run, scrape: the stats and the summary row with server-side stages."""
     headers = target.app_headers if headers is None else headers
-    base = target.server.base_url
+    base = target.server.url
     if warmup:
         loadgen.run(base, warmup, concurrency, headers=headers, max_seconds=opts.max_seconds)
-    server_proc = psutil.Process(target.server.proc.pid)
+    server_proc = psutil.Process(target.server.pid)
     with httpx.Client(base_url=base, timeout=30) as scraper:
         before = prom.scrape(scraper)
         cpu_server, cpu_client = _cpu_s(server_proc), time.process_time()
@@ -229,7 +229,7 @@ def run_server_phase(target: Target, cache: str, texts: list[str], warm_texts: l
                 row["schedule"] = "each query once (cycled), cache off"
             else:
                 schedule = retrieve_calls(repeated(texts, opts.cache_distinct, opts.seed), mode, opts.top_k)
-                loadgen.run(target.server.base_url, warm, c, headers=target.app_headers, max_seconds=opts.max_seconds)
+                loadgen.run(target.server.url, warm, c, headers=target.app_headers, max_seconds=opts.max_seconds)
                 target.reset_cache()
                 stats, row = timed_run(target, schedule, c, opts)
                 _split_by_cache(stats, row)

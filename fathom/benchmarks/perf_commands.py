@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fathom.config import Settings
+from fathom.service.core.config import Settings
+from fathom.benchmarks.config import data_dir
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -64,7 +65,7 @@ def cmd_bench_load(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.load import LoadOptions, run_load
 
     opts = LoadOptions(
-        dataset=Path(args.dataset) if args.dataset else settings.data_dir / "scifact", split=args.split,
+        dataset=Path(args.dataset) if args.dataset else data_dir() / "scifact", split=args.split,
         modes=_names(args.modes), caches=_names(args.caches), concurrency=_ints(args.concurrency),
         requests=args.requests, cache_distinct=args.cache_distinct, max_seconds=args.max_seconds, warmup=args.warmup,
         top_k=args.top_k, seed=args.seed, max_docs=args.max_docs,

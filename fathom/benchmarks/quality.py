@@ -37,7 +37,7 @@ from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.query_pipeline import RetrievalPipeline, RetrievalQuery
 from fathom.retrieval.rerank.interface import Reranker
 from fathom.retrieval.stages import Rerank
-from fathom.config import Settings, get_settings
+from fathom.service.core.config import Settings, get_settings
 from fathom.retrieval.store.contract import IndexRef, VectorStore
 from fathom.retrieval.tenancy import Tenant
 

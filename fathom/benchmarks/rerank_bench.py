@@ -24,7 +24,7 @@ from fathom.retrieval.components import build_pipeline
 from fathom.retrieval.rerank.interface import Reranker
 from fathom.retrieval.rerank.cross_encoder import MODEL_CARD, CrossEncoderReranker
 from fathom.retrieval.stages import Rerank
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 
 Log = Callable[[str], None]
 # The curve measures what each setting costs; a budget it could hit would replace slow rows by the fused order.

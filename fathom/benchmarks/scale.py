@@ -46,10 +46,11 @@ from fathom.retrieval.ir_metrics import percentile
 from fathom.benchmarks.scale_probe import ProbeSpec, rss_mb
 from fathom.benchmarks.synth import BaseCorpus, Perturbation, Synthesizer, load_base, mean_copy_cosine
 from fathom.retrieval.bm25 import tokenize
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.store.edge_store import EdgeStore
 from fathom.retrieval.tenancy import Tenant
+from fathom.benchmarks.config import data_dir
 
 Log = Callable[[str], None]
 
@@ -186,9 +187,9 @@ def run_scale(settings: Settings, opts: ScaleOptions, log: Log = print) -> dict[
     started = time.time()
     base_dir = opts.base_dir or settings.home.resolve() / "bench" / "scale-base"
     log(f"base corpus: {', '.join(opts.datasets)} (ingested into {base_dir}, reused when present)")
-    base: BaseCorpus = load_base(settings, [settings.data_dir / d for d in opts.datasets], base_dir, log)
+    base: BaseCorpus = load_base(settings, [data_dir() / d for d in opts.datasets], base_dir, log)
     synth = Synthesizer(base, opts.perturbation)
-    scifact = load_beir(settings.data_dir / "scifact", "test")
+    scifact = load_beir(data_dir() / "scifact", "test")
     texts = shuffled_queries(scifact.judged_queries, opts.perturbation.seed)
     queries = [texts[i % len(texts)] for i in range(opts.queries)]
     out: dict[str, Any] = {"scale": {}, "scale_tenants": {}}

@@ -96,7 +96,7 @@ def probe(spec: ProbeSpec) -> dict[str, Any]:
     from fathom.retrieval.models.embedder import load_embedder
     from fathom.retrieval.models.specs import MINILM
     from fathom.retrieval.query_pipeline import RetrievalQuery
-    from fathom.config import get_settings
+    from fathom.service.core.config import get_settings
 
     base = get_settings()
     settings = base.model_copy(update={

@@ -32,7 +32,7 @@ import numpy as np
 from fathom.benchmarks.quality import build_index
 from fathom.ingest.indexer import point_id
 from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params, tokenize
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.store.contract import DENSE, ChunkPoint, IndexLayout, IndexRef
 
 Log = Callable[[str], None]

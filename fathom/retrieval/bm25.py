@@ -12,7 +12,7 @@ modifier. We split BM25 accordingly:
   computed over an IDF corpus that we restrict to the tenant, so one tenant's
   vocabulary never skews another's weights.
 
-Differences from ``rank_bm25.BM25Okapi`` (checked in tests/test_bm25.py):
+Differences from ``rank_bm25.BM25Okapi`` (checked in tests/unit/retrieval/test_bm25.py):
 BM25Okapi's IDF is ``ln((N - df + 0.5) / (df + 0.5))`` with negative values
 floored to ``epsilon * mean_idf``; Qdrant's (Lucene's) adds 1 inside the log,
 so it is always positive and common terms keep a small weight.

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from fathom.config import Settings, get_settings
+from fathom.service.core.config import Settings, get_settings
 from fathom.service import problems
 from fathom.service.api import admin, documents, health, metrics_route, openapi, retrieve
 from fathom.service.limits import BodyLimit
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.runtime = runtime or Runtime.open(settings)
         jobs = app.state.runtime.jobs
         if jobs is not None and jobs.consume_in_api:
-            jobs.start_consumer(app.state.runtime)   # reindex jobs run here, never in a request thread
+            jobs.start_consumer(app.state.runtime.job_services())   # reindex jobs run here, never in a request thread
         try:
             yield
         finally:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import fathom.ingest  # noqa: F401  (DO_NOT_TRACK before anything imports unstructured)
-from fathom.config import Settings, get_settings
 from fathom.retrieval.tenancy import tenant_arg
-from fathom.service.jobs.commands import add_job_commands
+from fathom.service.core.config import Settings, get_settings
+from fathom.service.job_commands import add_job_commands
 from fathom.service.store_commands import add_store_commands
 
 SAMPLE_CORPUS = Path(__file__).parent / "sample_corpus"

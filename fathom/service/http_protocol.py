@@ -21,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from fathom.config import ServiceSettings
+from fathom.service.core.config import ServiceSettings
 
 _END_OF_HEAD = b"\r\n\r\n"
 LINGER_S = 1.0        # after a refusal, unread input is discarded this long before the socket closes

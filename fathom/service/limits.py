@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fathom.config import LimitSettings
+from fathom.service.core.config import LimitSettings
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.problems import problem_response
 from fathom.service.redis_link import RedisBypassed, RedisLink

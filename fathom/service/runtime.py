@@ -18,11 +18,14 @@ from fathom.retrieval.components import Models, build_pipeline, load_models, ope
 from fathom.retrieval.context import ContextAssembler, load_tokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.query_pipeline import RetrievalPipeline
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.store.contract import VectorStore
 from fathom.service.auth import KeyStore
 from fathom.service.cache.answers import AnswerCache
 from fathom.service.cache.generation import Generations, InvalidatingIngest, MemoryGenerations
+from fathom.service.jobs.reindex import KIND as REINDEX
+from fathom.service.jobs.reindex import run_reindex
+from fathom.service.jobs.services import JobServices
 from fathom.service.jobs.system import JobSystem
 from fathom.service.limits import RateLimiter
 from fathom.service.observability.metrics import Metrics
@@ -45,7 +48,6 @@ class Runtime:
     keys: KeyStore
     tenants: TenantDirectory
     embedding_cache: EmbeddingCache | None = None     # query/chunk embeddings by text hash (ingest reuses them)
-    extras: dict[str, object] = field(default_factory=dict)
     # Request-path machinery (fathom.service.serving). Write paths call generations.bump(tenant) after each write.
     generations: Generations = field(default_factory=MemoryGenerations)
     answer_cache: AnswerCache | None = None           # retrieval answers (fathom.service.cache.answers)
@@ -66,6 +68,8 @@ class Runtime:
         registry = Registry(settings.registry)
         embedding_cache = EmbeddingCache(settings.state_path / "embeddings.sqlite")
         serving = build_serving(settings)
+        jobs = JobSystem.open(settings)
+        jobs.register(REINDEX, run_reindex)      # the job kinds this process runs (one more kind: one more line)
         rt = cls(
             settings=settings, store=store, models=models,
             pipeline=build_pipeline(settings, store, models),
@@ -77,12 +81,17 @@ class Runtime:
             embedding_cache=embedding_cache,
             generations=serving.generations, answer_cache=serving.answer_cache, limiter=serving.limiter,
             metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
-            jobs=JobSystem.open(settings),
+            jobs=jobs,
             context=ContextAssembler(load_tokenizer(settings.context.tokenizer), RegistryDocuments(registry)),
         )
         if settings.store.backend == "edge":
             rt.recover_interrupted_writes()
         return rt
+
+    def job_services(self) -> JobServices:
+        """What background jobs may use of this process (fathom.service.jobs never sees the runtime itself)."""
+        return JobServices(self.settings, self.store, self.registry, self.ingest, self.pipeline, self.tenants,
+                           self.generations)
 
     def recover_interrupted_writes(self) -> None:
         """Undo the unrecorded part of ingest batches a killed process left in the embedded store.

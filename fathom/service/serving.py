@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.service.cache.answers import AnswerCache, settings_fingerprint
 from fathom.service.cache.generation import Generations, MemoryGenerations, RedisGenerations
 from fathom.service.cache.cache_backends import AnswerStore, MemoryAnswerStore, RedisAnswerStore

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.store.contract import StoreUnavailable, VectorStore
 from fathom.retrieval.tenancy import Tenant, tenant_arg
 

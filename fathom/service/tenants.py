@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fathom.retrieval.guard import GuardPolicy
-from fathom.config import Settings
+from fathom.service.core.config import Settings
 from fathom.retrieval.tenancy import InvalidTenant, Tenant
 
 log = logging.getLogger(__name__)

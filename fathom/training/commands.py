@@ -33,7 +33,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fathom.config import CROSS_ENCODER_SERVE_DEPTH, Settings
+from fathom.config import CROSS_ENCODER_SERVE_DEPTH
+from fathom.service.core.config import Settings
+from fathom.benchmarks.config import data_dir
 
 Log = Callable[[str], None]
 
@@ -142,12 +144,12 @@ def _tenant_corpus(args: argparse.Namespace, settings: Settings, log: Log) -> It
     from fathom.retrieval.components import build_pipeline, load_models, open_store
     from fathom.training.rerank.data import LabelledQuery
     from fathom.retrieval.tenancy import Tenant
-    from fathom.service.jobs.commands import _claim_edge
+    from fathom.service.job_commands import claim_edge_store
     from fathom.service.jobs.gate import GoldenSets, read_golden
     from fathom.service.tenants import TenantDirectory
 
     tenant = Tenant(args.tenant)
-    ownership = _claim_edge(settings)
+    ownership = claim_edge_store(settings)
     store = open_store(settings)
     try:
         if store.live_version(tenant) is None:
@@ -381,7 +383,7 @@ def cmd_bench_rerank_curve(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.retrieval.guard import GuardPolicy
 
     log = _log(args)
-    dataset = Path(args.dataset) if args.dataset else settings.data_dir / "scifact"
+    dataset = Path(args.dataset) if args.dataset else data_dir() / "scifact"
     rerankers = load_rerankers(settings, args.rerankers.split(","), fp32=args.rerank_fp32)
     points = curve_points(rerankers, [int(d) for d in args.depths.split(",")],
                           [int(n) for n in args.max_lengths.split(",")], args.adaptive)

@@ -36,6 +36,7 @@ from fathom.retrieval.models.onnx_cross_encoder import OnnxCrossEncoder
 from fathom.retrieval.models.embedder import OnnxEmbedder, read_manifest
 from fathom.retrieval.models.specs import MANIFEST, MINILM, MPNET, ONNX_FP32, ONNX_INT8, TOKENIZER, ModelSpec
 from fathom.config import Settings, get_settings
+from fathom.benchmarks.config import data_dir
 
 Log = Callable[[str], None]
 
@@ -403,7 +404,7 @@ def verification_data(settings: Settings, spec: ModelSpec, tokenizer_file: Path,
     counter = Tokenizer.from_file(str(tokenizer_file))
     counter.no_truncation()
     counter.no_padding()
-    root = settings.data_dir / "scifact"
+    root = data_dir() / "scifact"
     if (root / "queries.jsonl").is_file():
         return _scifact_data(root, spec, counter, n_queries, n_docs)
     return _builtin_data(spec, counter)

@@ -15,7 +15,7 @@ into the query both engines run:
 ``edge_store.py`` (Qdrant Edge) and ``server_store.py`` (qdrant-client) hold
 only the translations of a plan and a filter into their engine's types (the
 split follows qdrant-client: a base interface, a facade per transport, and
-conversions); ``tests/test_store_contract.py`` runs the same plans against
+conversions); ``tests/contract/test_store_contract.py`` runs the same plans against
 both and compares the answers.
 """
 

@@ -68,7 +68,7 @@ def start_reindex(response: Response, caller: Annotated[Caller, Depends(admin_ca
     """
     options = ReindexOptions(**(body.model_dump() if body else {}))
     try:
-        options.check(rt)
+        options.check(rt.job_services())
     except ValueError as exc:
         raise Problem(422, "invalid_options", "Invalid reindex options", str(exc)) from None
     try:
@@ -111,7 +111,7 @@ def cancel_job(job_id: str, caller: Annotated[Caller, Depends(admin_caller)],
 
 def _tenant_index(rt: Runtime, tenant: Tenant) -> TenantIndexOut:
     live = rt.store.live_version(tenant)
-    previous = rollback_target(rt, tenant)
+    previous = rollback_target(rt.job_services(), tenant)
     versions = []
     for v in rt.store.versions(tenant):
         ref = IndexRef(tenant, v)
@@ -141,7 +141,7 @@ def rollback_index(caller: Annotated[Caller, Depends(admin_caller)],
     """Documents written or deleted since the previous version was replaced are replayed into it first."""
     jobs = _jobs(rt)
     try:
-        result = rollback(rt, jobs.locks, caller.tenant, jobs.settings.lock_ttl_s)
+        result = rollback(rt.job_services(), jobs.locks, caller.tenant, jobs.settings.lock_ttl_s)
     except NoPreviousVersion as exc:
         raise Problem(409, "no_previous_version", "Nothing to roll back to", str(exc)) from None
     except TenantBusy as exc:
@@ -155,7 +155,7 @@ def rollback_index(caller: Annotated[Caller, Depends(admin_caller)],
 @router.get("/golden-set", response_model=GoldenSetOut, summary="The tenant's golden query set (used by the gate)")
 def get_golden_set(caller: Annotated[Caller, Depends(admin_caller)],
                    rt: Annotated[Runtime, Depends(runtime)]) -> GoldenSetOut:
-    sets = golden_sets(rt)
+    sets = golden_sets(rt.job_services())
     try:
         queries = sets.load(caller.tenant) or []
     except GoldenSetInvalid as exc:
@@ -170,7 +170,7 @@ def get_golden_set(caller: Annotated[Caller, Depends(admin_caller)],
 def put_golden_set(body: GoldenSetIn, caller: Annotated[Caller, Depends(admin_caller)],
                    rt: Annotated[Runtime, Depends(runtime)]) -> GoldenSetOut:
     """Queries with the ids of the documents they must find; the next reindex is gated on them."""
-    sets = golden_sets(rt)
+    sets = golden_sets(rt.job_services())
     if len(body.queries) > sets.max_queries:
         raise Problem(422, "golden_set_invalid", "Golden set too large", f"at most {sets.max_queries} queries")
     try:

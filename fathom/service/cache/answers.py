@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fathom.config import CacheSettings, Settings
 from fathom.retrieval.bm25 import tokenize
+from fathom.service.core.config import CacheSettings, Settings
 from fathom.retrieval.tenancy import Tenant
 from fathom.service.cache.generation import Generations
 from fathom.service.cache.cache_backends import AnswerStore, Scope

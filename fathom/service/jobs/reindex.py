@@ -31,7 +31,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fathom.ingest.wiring import chunker_spec
 from fathom.ingest.indexer import Indexer
@@ -39,13 +39,12 @@ from fathom.ingest.ingest_pipeline import Chunker
 from fathom.retrieval.bm25 import Bm25Params
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
+from fathom.service.jobs.services import JobServices
 from fathom.service.jobs.gate import GoldenQuery, GoldenSetInvalid, GoldenSets, evaluate
 from fathom.service.jobs.model import JobFailed
 from fathom.service.jobs.runner import JobContext
 from fathom.service.jobs.versions import CatchUp, activate, catch_up, prune
 
-if TYPE_CHECKING:
-    from fathom.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class ReindexOptions:
     def from_json(cls, data: dict[str, Any]) -> "ReindexOptions":
         return cls(**data)
 
-    def check(self, rt: "Runtime") -> None:
+    def check(self, rt: JobServices) -> None:
         """Refuse what this deployment cannot build (raises ValueError with the reason)."""
         limit = rt.ingest.indexer.dense.max_length
         if self.max_chunk_tokens is not None and not 16 <= self.max_chunk_tokens <= limit:
@@ -81,16 +80,16 @@ class ReindexOptions:
                              "(FATHOM_INGEST__EMBED_MPNET=false)")
 
 
-def golden_sets(rt: "Runtime") -> GoldenSets:
+def golden_sets(rt: JobServices) -> GoldenSets:
     return GoldenSets(rt.tenants, rt.settings.state_path / "golden", rt.settings.jobs.golden_max_queries)
 
 
-def run_reindex(rt: "Runtime", ctx: JobContext) -> dict[str, Any]:
+def run_reindex(rt: JobServices, ctx: JobContext) -> dict[str, Any]:
     return Reindex(rt, ctx, ReindexOptions.from_json(ctx.job.options)).run()
 
 
 class Reindex:
-    def __init__(self, rt: "Runtime", ctx: JobContext, options: ReindexOptions):
+    def __init__(self, rt: JobServices, ctx: JobContext, options: ReindexOptions):
         self.rt, self.ctx, self.options = rt, ctx, options
         self.tenant = Tenant(ctx.job.tenant)
         try:

@@ -18,10 +18,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
+from fathom.service.core.config import JobSettings
+from fathom.service.jobs.job_records import JobStore
+from fathom.service.jobs.locks import TenantLocks
 from fathom.service.jobs.model import (
     MAX_DOCUMENT_ERRORS,
     JobCancelled,
@@ -30,14 +33,21 @@ from fathom.service.jobs.model import (
     JobStatus,
     JobsUnavailable,
 )
-from fathom.service.jobs.queue import Delivery
+from fathom.service.jobs.queue import Delivery, JobQueue
+from fathom.service.jobs.services import JobServices
 from fathom.service.jobs.versions import sweep_orphans
 
-if TYPE_CHECKING:
-    from fathom.service.jobs.system import JobSystem
-    from fathom.service.runtime import Runtime
-
 log = logging.getLogger(__name__)
+
+
+class Coordination(Protocol):
+    """The parts of the job system a consumer coordinates through (``JobSystem`` has them)."""
+
+    settings: JobSettings
+    store: JobStore
+    queue: JobQueue
+    locks: TenantLocks
+    worker: str
 
 
 def worker_id() -> str:
@@ -48,7 +58,7 @@ def worker_id() -> str:
 class JobContext:
     """What a running job sees: its record, progress reporting, and the checkpoint that stops it."""
 
-    def __init__(self, job: JobRecord, system: "JobSystem", stopping: threading.Event):
+    def __init__(self, job: JobRecord, system: Coordination, stopping: threading.Event):
         self.job = job
         self._system = system
         self._stopping = stopping
@@ -99,7 +109,7 @@ class JobContext:
 
 
 class _Heartbeat:
-    def __init__(self, ctx: JobContext, system: "JobSystem", delivery: Delivery):
+    def __init__(self, ctx: JobContext, system: Coordination, delivery: Delivery):
         self.ctx, self.system, self.delivery = ctx, system, delivery
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"fathom-job-heartbeat-{ctx.job.id[:8]}", daemon=True)
@@ -133,12 +143,13 @@ class _Heartbeat:
                 self.ctx.lose(f"heartbeat failed: {type(exc).__name__}: {exc}")
 
 
-Handler = Callable[["Runtime", JobContext], dict[str, Any]]
+# A job kind's implementation: runs one job with what jobs may use, returns the job's result record.
+Handler = Callable[[JobServices, JobContext], dict[str, Any]]
 
 
 class JobRunner:
-    def __init__(self, rt: "Runtime", system: "JobSystem", handlers: dict[str, Handler]):
-        self.rt = rt
+    def __init__(self, services: JobServices, system: Coordination, handlers: dict[str, Handler]):
+        self.services = services
         self.system = system
         self.handlers = handlers
         self._stop = threading.Event()
@@ -206,7 +217,7 @@ class JobRunner:
         self.busy = job.id
         try:
             with _Heartbeat(ctx, self.system, delivery):
-                result = self.handlers[job.kind](self.rt, ctx)
+                result = self.handlers[job.kind](self.services, ctx)
             self._finish(job, JobStatus.SUCCEEDED, result=result)
         except JobCancelled:
             self._finish(job, JobStatus.CANCELLED, error={
@@ -246,7 +257,7 @@ class JobRunner:
 
     def _sweep_once(self) -> None:
         if not self._swept:
-            dropped = sweep_orphans(self.rt, self.system.locks)
+            dropped = sweep_orphans(self.services, self.system.locks)
             if dropped:
                 log.warning("dropped half-built index versions left by a process that died: %s", dropped)
             self._swept = True
@@ -254,14 +265,14 @@ class JobRunner:
     def recover(self, job: JobRecord) -> None:
         """A job whose worker died: fail it (or, if it died just after its swap, record the success)."""
         tenant = Tenant(job.tenant)
-        live = self.rt.store.live_version(tenant)
+        live = self.services.store.live_version(tenant)
         if job.target_version is not None and job.target_version == live:
             self.system.store.transition(job.id, [JobStatus.RUNNING], JobStatus.SUCCEEDED, finished_at=time.time(),
                                          result={"new_version": live, "recovered": True})
             return
         dropped = None
-        if job.target_version is not None and job.target_version in self.rt.store.versions(tenant):
-            self.rt.store.drop_index(IndexRef(tenant, job.target_version))
+        if job.target_version is not None and job.target_version in self.services.store.versions(tenant):
+            self.services.store.drop_index(IndexRef(tenant, job.target_version))
             dropped = job.target_version
         age = job.heartbeat_age()
         failed = self.system.store.transition(job.id, [JobStatus.RUNNING], JobStatus.FAILED, finished_at=time.time(), error={

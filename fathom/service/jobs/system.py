@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from fathom.config import JobSettings, Settings
+from fathom.service.core.config import JobSettings, Settings
 from fathom.service.jobs.locks import MemoryTenantLocks, RedisTenantLocks, TenantLocks
 from fathom.service.jobs.model import TERMINAL, JobRecord, JobStatus
 from fathom.service.jobs.ownership import StoreOwnership
 from fathom.service.jobs.queue import JobQueue, MemoryJobQueue, RedisStreamQueue
 from fathom.service.jobs.redis_conn import JobsRedis
-from fathom.service.jobs.reindex import KIND as REINDEX
-from fathom.service.jobs.reindex import run_reindex
 from fathom.service.jobs.runner import Handler, JobRunner, worker_id
+from fathom.service.jobs.services import JobServices
 from fathom.service.jobs.job_records import JobStore, MemoryJobStore, RedisJobStore
 from fathom.service.jobs.versions import SWEEP_OWNER, TenantBusy
 
-if TYPE_CHECKING:
-    from fathom.service.runtime import Runtime
-
-
-HANDLERS: dict[str, Handler] = {REINDEX: run_reindex}
 _SWEEP_WAIT_S = 10.0     # a sweep drops at most a few half-built versions of one tenant
 
 
@@ -48,6 +42,7 @@ class JobSystem:
     redis: JobsRedis | None = None
     runner: JobRunner | None = None
     ownership: StoreOwnership | None = None
+    handlers: dict[str, Handler] = field(default_factory=dict)   # job kind -> implementation (register())
 
     @classmethod
     def open(cls, settings: Settings) -> "JobSystem":
@@ -60,6 +55,10 @@ class JobSystem:
         in_api = settings.store.backend == "edge" or bool(s.consumer_in_api)
         return cls(s, RedisJobStore(conn, s.retention_s), RedisStreamQueue(conn, worker, s.heartbeat_timeout_s),
                    RedisTenantLocks(conn), worker, "redis", consume_in_api=in_api, redis=conn)
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Run jobs of ``kind`` with ``handler`` (the runtime registers reindex; a new kind is one more call)."""
+        self.handlers[kind] = handler
 
     # --- submitting and inspecting --------------------------------------------------------
     def submit(self, kind: str, tenant: str, options: dict[str, Any]) -> JobRecord:
@@ -104,11 +103,11 @@ class JobSystem:
         return self.get(job_id, tenant)
 
     # --- consuming ------------------------------------------------------------------------
-    def start_consumer(self, rt: "Runtime", ownership: StoreOwnership | None = None) -> None:
+    def start_consumer(self, services: JobServices, ownership: StoreOwnership | None = None) -> None:
         """Start the consumer thread; with the edge backend this process must own the store (claimed here)."""
-        if rt.settings.store.backend == "edge":
-            self.ownership = ownership or StoreOwnership.claim(rt.settings.state_path)
-        self.runner = JobRunner(rt, self, HANDLERS)
+        if services.settings.store.backend == "edge":
+            self.ownership = ownership or StoreOwnership.claim(services.settings.state_path)
+        self.runner = JobRunner(services, self, dict(self.handlers))
         self.runner.start()
 
     def stop_consumer(self) -> None:

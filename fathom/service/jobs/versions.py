@@ -19,14 +19,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
+from fathom.service.jobs.locks import TenantLocks
+from fathom.service.jobs.services import JobServices
 
-if TYPE_CHECKING:
-    from fathom.service.jobs.locks import TenantLocks
-    from fathom.service.runtime import Runtime
 
 CATCH_UP_BATCH = 64
 
@@ -38,7 +36,7 @@ class CatchUp:
     without_chunks: list[str] = field(default_factory=list)   # rebuilt, but the version's chunker produced nothing
 
 
-def catch_up(rt: "Runtime", target: IndexRef, since: int, tally: CatchUp,
+def catch_up(rt: JobServices, target: IndexRef, since: int, tally: CatchUp,
              checkpoint: Callable[[], None] = lambda: None) -> int:
     """Apply registry changes made after ``since`` to ``target``; returns the new watermark.
 
@@ -63,7 +61,7 @@ def catch_up(rt: "Runtime", target: IndexRef, since: int, tally: CatchUp,
     return seq
 
 
-def activate(rt: "Runtime", target: IndexRef, since: int, tally: CatchUp,
+def activate(rt: JobServices, target: IndexRef, since: int, tally: CatchUp,
              before_swap: Callable[[], None] = lambda: None) -> int | None:
     """Final catch-up and swap under the tenant's write lock; the replaced version is recorded as retired.
 
@@ -83,7 +81,7 @@ def activate(rt: "Runtime", target: IndexRef, since: int, tally: CatchUp,
     return previous
 
 
-def prune(rt: "Runtime", tenant: Tenant) -> list[int]:
+def prune(rt: JobServices, tenant: Tenant) -> list[int]:
     """Drop every version but the live one and the retired one a rollback would return to."""
     live = rt.store.live_version(tenant)
     keep = {live, rollback_target(rt, tenant)}
@@ -96,7 +94,7 @@ def prune(rt: "Runtime", tenant: Tenant) -> list[int]:
     return dropped
 
 
-def rollback_target(rt: "Runtime", tenant: Tenant) -> int | None:
+def rollback_target(rt: JobServices, tenant: Tenant) -> int | None:
     """The most recently retired version that still exists (the previous live one)."""
     live = rt.store.live_version(tenant)
     existing = set(rt.store.versions(tenant))
@@ -124,7 +122,7 @@ class RollbackResult:
     caught_up: CatchUp
 
 
-def rollback(rt: "Runtime", locks: "TenantLocks", tenant: Tenant, lock_ttl_s: float) -> RollbackResult:
+def rollback(rt: JobServices, locks: TenantLocks, tenant: Tenant, lock_ttl_s: float) -> RollbackResult:
     """Make the previous version live again, after replaying into it the writes made since it was retired.
 
     Takes the tenant's reindex lock (a rollback and a reindex must not
@@ -151,7 +149,7 @@ def rollback(rt: "Runtime", locks: "TenantLocks", tenant: Tenant, lock_ttl_s: fl
         locks.release(tenant.id, owner)
 
 
-def sweep_orphans(rt: "Runtime", locks: "TenantLocks") -> dict[str, list[int]]:
+def sweep_orphans(rt: JobServices, locks: TenantLocks) -> dict[str, list[int]]:
     """Drop half-built versions left by builds that died, for tenants no job holds right now."""
     dropped: dict[str, list[int]] = {}
     for tenant in rt.store.tenants():

@@ -14,7 +14,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from fathom.config import ServiceSettings
+from fathom.service.core.config import ServiceSettings
 from fathom.service.observability import context
 
 ACCESS = logging.getLogger("fathom.access")

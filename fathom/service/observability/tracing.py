@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from fathom.config import ObservabilitySettings
+from fathom.service.core.config import ObservabilitySettings
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 

@@ -1,0 +1,1 @@
+"""What every part of the service builds on: its settings (``config``)."""
