@@ -89,7 +89,9 @@ DEFAULT_RERANK_MAX_LENGTH = 256
 class RerankSettings(BaseModel):
     """Second stage. ``kind`` selects the implementation behind the Reranker interface."""
 
-    kind: Literal["none", "mpnet", "cross-encoder"] = "mpnet"
+    # none by measurement (README > What the rerankers earn): mpnet rescoring made CACM ingest 3.5x slower and
+    # lowered its nDCG@10; the cross-encoders need a 70-minute training and lose on other domains.
+    kind: Literal["none", "mpnet", "cross-encoder"] = "none"
     depth: int | None = Field(None, ge=1, description="Fused candidates handed to the reranker (default: a trained "
                                                        "cross-encoder's card, else 50)")
     max_length: int | None = Field(None, ge=16, description="Token limit per query-passage input (default: the "
@@ -125,12 +127,30 @@ class RerankSettings(BaseModel):
 class GuardSettings(BaseModel):
     """Empty-context guard thresholds (defaults; tenants may override)."""
 
-    # Confidences are calibrated probabilities that the query is answerable from the corpus (fathom/retrieval/calibration.py).
-    min_confidence: float = Field(0.50, ge=0, le=1, description="Below this the response is no_relevant_context")
-    min_chunk_confidence: float = Field(0.20, ge=0, le=1, description="Chunks under this are dropped as junk")
+    # With the relevance judge (hybrid queries), `confidence` is the probability that the judged head holds evidence
+    # for the query and a chunk's is the probability that it is evidence (fathom/retrieval/judge/). The defaults are
+    # the judge's operating point on SciFact *train* (`fathom judge fit`, weights/judge.json "operating_point"): at
+    # most 5 % of the answerable examples under min_confidence, 98 % of their evidence chunks above
+    # min_chunk_confidence. Other modes read the dense-cosine logistic below (or BM25 term coverage).
+    min_confidence: float = Field(0.135, ge=0, le=1, description="Below this the response is no_relevant_context")
+    min_chunk_confidence: float = Field(0.014, ge=0, le=1, description="Chunks under this are dropped as junk")
     # sigmoid(a * cosine + b) for the first-stage dense cosine, used when no reranker scored a chunk.
     # Fitted by `fathom bench calibrate` on SciFact train (809 queries) vs fathom/benchmarks/offtopic_calibration.txt.
     dense_calibration: tuple[float, float] = (31.39, -13.39)
+
+
+class JudgeSettings(BaseModel):
+    """The relevance judge between rerank and guard (fathom/retrieval/judge/): per-chunk evidence probabilities
+    and the answer-level confidence the guard thresholds. Runs on hybrid queries."""
+
+    enabled: bool = Field(True, description="Judge hybrid answers; off: the guard reads the dense-cosine logistic")
+    budget_ms: float = Field(100.0, gt=0, description="Past this the judge's verdict is dropped and the answer is "
+                                                        "degraded (judge_timeout)")
+    order: bool = Field(False, description="Serve the head in the judge's chunk-probability order (off: the "
+                                           "first stage's; `fathom bench quality` measured no gain)")
+    model: Path | None = Field(None, description="Judge model JSON (default: the one shipped in the package)")
+    calibration_dir: Path | None = Field(None, description="Per-tenant calibrations (default <state>/judge), "
+                                                           "written by `fathom judge calibrate`")
 
 
 class IngestSettings(BaseModel):
@@ -140,7 +160,8 @@ class IngestSettings(BaseModel):
     semantic_breakpoint_percentile: float = 90.0
     redact_pii: bool = False
     min_text_chars: int = 20
-    embed_mpnet: bool = Field(True, description="Compute mpnet vectors at index time for the mpnet reranker")
+    embed_mpnet: bool = Field(False, description="Compute mpnet vectors at index time (only the mpnet reranker "
+                                                 "reads them; ~3.5x the ingest time)")
     max_document_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Per-file limit of POST /v1/documents; "
                                                                           "a larger file fails alone (too_large)")
     max_batch_documents: int = Field(100, ge=1, description="Documents per POST /v1/documents request")
@@ -188,6 +209,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     rerank: RerankSettings = RerankSettings()
     guard: GuardSettings = GuardSettings()
+    judge: JudgeSettings = JudgeSettings()
     context: ContextSettings = ContextSettings()
     ingest: IngestSettings = IngestSettings()
 
@@ -198,6 +220,10 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return (self.state_dir or self.home / "state").resolve()
+
+    @property
+    def judge_calibration_dir(self) -> Path:
+        return (self.judge.calibration_dir or self.state_path / "judge").resolve()
 
     @property
     def registry(self) -> str:

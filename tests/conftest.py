@@ -109,7 +109,12 @@ def sample_state(tmp_path_factory: pytest.TempPathFactory, base_settings: Settin
     from fathom.service.runtime import Runtime
 
     state = tmp_path_factory.mktemp("sample-state")
-    rt = Runtime.open(base_settings.model_copy(update={"state_dir": state, "registry_url": None, "redis_url": None}))
+    # With mpnet vectors: the serving tests exercise a reranker (tests.ops_support.open_seeded_runtime serves mpnet,
+    # the one that needs no training), though neither is a default any more.
+    rt = Runtime.open(base_settings.model_copy(update={
+        "state_dir": state, "registry_url": None, "redis_url": None,
+        "rerank": base_settings.rerank.model_copy(update={"kind": "mpnet"}),
+        "ingest": base_settings.ingest.model_copy(update={"embed_mpnet": True})}))
     try:
         for tenant in ("alpha", "beta"):
             ingest_paths(rt, tenant, [SAMPLE_CORPUS], {"corpus": "sample"}, quiet=True)

@@ -83,10 +83,13 @@ def open_seeded_runtime(seed: Path, workdir: Path, base: Settings, keys: Keys, *
     state = workdir / "state"
     shutil.copytree(seed, state)
     # A generous rerank budget: this machine is shared, and a reranker timeout (degraded, so not cached) would
-    # make cache assertions depend on load. Tests of the deadline set it back.
+    # make cache assertions depend on load. Tests of the deadline set it back. The mpnet reranker (not a default)
+    # and its vectors, because these tests exercise a reranker's fault paths; the same for the judge's budget.
     update: dict[str, Any] = {"state_dir": state, "registry_url": None,
                               "service": base.service.model_copy(update={"api_keys": keys.json(), "api_keys_file": None}),
-                              "rerank": base.rerank.model_copy(update={"budget_ms": 10_000.0})}
+                              "rerank": base.rerank.model_copy(update={"budget_ms": 10_000.0, "kind": "mpnet"}),
+                              "ingest": base.ingest.model_copy(update={"embed_mpnet": True}),
+                              "judge": base.judge.model_copy(update={"budget_ms": 10_000.0})}
     for name, value in groups.items():
         update[name] = getattr(base, name).model_copy(update=value) if isinstance(value, dict) else value
     return Runtime.open(base.model_copy(update=update))

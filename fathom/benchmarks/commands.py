@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fathom.benchmarks.judge_fit import add_judge_fit_command
 from fathom.benchmarks.perf_commands import add_perf_commands
 from fathom.service.core.config import Settings
 from fathom.benchmarks.config import data_dir
@@ -89,6 +90,28 @@ def cmd_bench_injection(args: argparse.Namespace, settings: Settings) -> int:
     return _report(format_injection(result), result, args.json)
 
 
+def cmd_bench_guard(args: argparse.Namespace, settings: Settings) -> int:
+    """The unanswerable-question protocol (fathom/benchmarks/guard_protocol.py) on each dataset."""
+    from fathom.benchmarks.guard_protocol import SUMMARY_KEYS, format_report, golden_calibration, plot, run_guard_bench
+
+    datasets = [Path(p) for p in args.datasets.split(",")] if args.datasets else \
+        [data_dir() / "scifact", data_dir() / "cacm"]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = run_guard_bench(datasets, settings, seeds=seeds, split=args.split,
+                              keep_index=Path(args.keep_index) if args.keep_index else None,
+                              off_domain=Path(args.off_domain) if args.off_domain else None,
+                              golden_fraction=args.golden_fraction,
+                              calibrate=golden_calibration if args.calibrate else None)
+    if args.png:
+        plot(results, Path(args.png))
+        print(f"wrote {args.png}")
+    for r in results.values():
+        r.pop("_confidences", None)
+    _report(format_report(results), results, args.json)
+    print(json.dumps({name: {k: r[k] for k in SUMMARY_KEYS} for name, r in results.items()}))
+    return 0
+
+
 def cmd_bench_context(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.context_bench import format_rows, plot, run_context_bench
 
@@ -109,7 +132,8 @@ def cmd_bench_context(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(cli: Any) -> None:
-    """``fathom.cli`` entry point: ``fathom bench quality|calibrate|ingest|cache|injection|context|load|scale|hnsw``."""
+    """``fathom.cli`` entry point: ``fathom bench quality|calibrate|ingest|cache|injection|context|guard|load|scale|hnsw``
+    and ``fathom judge fit``."""
     bench = cli.group("bench", "benchmarks")
     bq = bench.add_parser("quality", help="nDCG/recall/MRR on a BEIR-layout dataset")
     bq.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
@@ -153,4 +177,19 @@ def register(cli: Any) -> None:
     bx.add_argument("--json", help="write the rows here (and <name>.meta.json, <name>.png beside it)")
     bx.add_argument("--plot", help="PNG of evidence recall vs tokens (default: beside --json)")
     bx.set_defaults(fn=cmd_bench_context)
+    bg = bench.add_parser("guard", help="answerable vs on-topic unanswerable vs off-domain: rejection, AUC, calibration")
+    bg.add_argument("--datasets", metavar="PATH,...", help="BEIR folders (default: <data_dir>/scifact,<data_dir>/cacm); "
+                                                           "each one's off-domain questions are the others' queries")
+    bg.add_argument("--off-domain", metavar="PATH", help="take the off-domain queries from this BEIR folder instead")
+    bg.add_argument("--seeds", default="1,2,3", help="seeds of the golden/evaluation cut and of the removed half")
+    bg.add_argument("--split", default="test")
+    bg.add_argument("--golden-fraction", type=float, default=0.5,
+                    help="share of the judged queries handed to the tenant as its golden set (never evaluated)")
+    bg.add_argument("--calibrate", action="store_true",
+                    help="fit the tenant's judge calibration on its golden half each seed (fathom judge calibrate)")
+    bg.add_argument("--keep-index", metavar="DIR", help="keep each dataset's index in DIR/<name> and reuse it")
+    bg.add_argument("--json", help="write one object per dataset here")
+    bg.add_argument("--png", help="plot the confidence distributions here")
+    bg.set_defaults(fn=cmd_bench_guard)
     add_perf_commands(bench)
+    add_judge_fit_command(cli.group("judge", "the relevance judge: fit its default, calibrate a tenant"))

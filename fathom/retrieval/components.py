@@ -14,13 +14,15 @@ from pathlib import Path
 
 from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params
 from fathom.retrieval.calibration import Logistic
+from fathom.retrieval.judge.calibration import JudgeModel, TenantCalibrations
+from fathom.retrieval.judge.judge import RelevanceJudge
 from fathom.retrieval.models.embedder import OnnxEmbedder, load_embedder
 from fathom.retrieval.models.specs import MINILM, MPNET
 from fathom.retrieval.query_pipeline import RetrievalPipeline
 from fathom.retrieval.rerank.interface import Reranker
 from fathom.retrieval.rerank.bi_encoder import BiEncoderRescorer
-from fathom.retrieval.stages import (AttachVectors, EmbedQuery, FirstStageSearch, FlagInjection, Guard, Rerank,
-                                     ResolveIndex)
+from fathom.retrieval.stages import (AttachVectors, EmbedQuery, FirstStageSearch, FlagInjection, Guard, Judge,
+                                     Rerank, ResolveIndex)
 from fathom.config import Settings
 from fathom.retrieval.store.contract import VectorStore
 
@@ -84,17 +86,29 @@ def rerank_sizes(settings: Settings, reranker: Reranker | None) -> tuple[int, in
     return settings.rerank.sizes(reranker.default_depth, reranker.default_max_length)
 
 
+def build_judge(settings: Settings) -> RelevanceJudge | None:
+    """The relevance judge: the shipped (or configured) model, and the tenants' calibrations under the state dir."""
+    j = settings.judge
+    if not j.enabled:
+        return None
+    model = JudgeModel.load(j.model) if j.model else JudgeModel.load()
+    return RelevanceJudge(model, topic=Logistic(*settings.guard.dense_calibration),
+                          tenants=TenantCalibrations(settings.judge_calibration_dir), budget_ms=j.budget_ms)
+
+
 def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
     """The standard stage list. A new stage (a relevance judge, context assembly, an access filter) goes here."""
     r = settings.retrieval
     reranker = reranker if reranker is not None else build_reranker(settings, models)
     depth, max_length = rerank_sizes(settings, reranker)
+    judge = build_judge(settings)
     return RetrievalPipeline([
         ResolveIndex(store),
         EmbedQuery(models.dense),
         FirstStageSearch(store, Bm25Encoder(Bm25Params(r.bm25_k1, r.bm25_b)), r, hnsw_ef=settings.store.hnsw_ef),
         AttachVectors(store),
         Rerank(reranker, settings.rerank.model_copy(update={"depth": depth, "max_length": max_length})),
+        *([Judge(judge, order=settings.judge.order)] if judge is not None else []),
         Guard(Logistic(*settings.guard.dense_calibration)),
         FlagInjection(),
     ])

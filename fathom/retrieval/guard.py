@@ -49,11 +49,15 @@ class Reason(StrEnum):
     RERANK_SHORTENED_CONFIDENT = "rerank_shortened_confident"   # adaptive: a shorter head was reranked (not a degradation)
     STORE_UNAVAILABLE = "store_unavailable"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    JUDGE_FAILED = "judge_failed"                  # the relevance judge raised: confidence from the dense cosine
+    JUDGE_TIMEOUT = "judge_timeout"                # the relevance judge overran its budget: the same fallback
 
 
 # deadline_exceeded: the request deadline passed before reranking, so the fused order went out.
+# judge_failed / judge_timeout: the answer is judged by the first-stage dense cosine, which cannot tell an on-topic
+# question the corpus does not answer from one it does: never an `ok`.
 DEGRADING = frozenset({Reason.EMBEDDER_FAILED, Reason.RERANKER_FAILED, Reason.RERANKER_TIMEOUT,
-                       Reason.DEADLINE_EXCEEDED})
+                       Reason.DEADLINE_EXCEEDED, Reason.JUDGE_FAILED, Reason.JUDGE_TIMEOUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +103,24 @@ def score(candidates: Sequence[Candidate], query: str, dense_calibration: Logist
         c.confidence = confidence(c, q_terms, dense_calibration, rerank_calibration)
 
 
-def decide(candidates: list[Candidate], policy: GuardPolicy, stage_reasons: list[Reason]) -> GuardDecision:
-    """Apply the thresholds to already-scored candidates (``confidence`` filled in by :func:`score`)."""
+def decide(candidates: list[Candidate], policy: GuardPolicy, stage_reasons: list[Reason],
+           confidence: float | None = None) -> GuardDecision:
+    """Apply the thresholds to already-scored candidates (``confidence`` filled in by :func:`score`, or by the
+    relevance judge).
+
+    ``confidence`` is the answer-level probability when the relevance judge gave one; without it the
+    answer is as confident as its best chunk. With it, that probability alone decides whether there is an
+    answer, and the chunk threshold only trims the context: the first chunk always stays (a judged chunk
+    probability is the chance that this one chunk is evidence, often low for every chunk of an answerable head).
+    """
     reasons = list(stage_reasons)
     if not candidates:
         if Reason.EMPTY_INDEX not in reasons:
             reasons.append(Reason.NO_CANDIDATES)
         return GuardDecision(Status.NO_RELEVANT_CONTEXT, reasons, 0.0, [])
-    top = max(c.confidence for c in candidates)
-    kept = [c for c in candidates if c.confidence >= policy.min_chunk_confidence]
+    top = max(c.confidence for c in candidates) if confidence is None else confidence
+    kept = [c for i, c in enumerate(candidates)
+            if c.confidence >= policy.min_chunk_confidence or (i == 0 and confidence is not None)]
     if not kept:
         reasons.append(Reason.BELOW_RELEVANCE_THRESHOLD)
         return GuardDecision(Status.NO_RELEVANT_CONTEXT, reasons, top, [])

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from fathom.retrieval.guard import DEGRADING, GuardDecision, GuardPolicy, Reason, Status
+from fathom.retrieval.judge.judge import JudgeOutput
 from fathom.retrieval.rerank.interface import Candidate, Deadline
 from fathom.retrieval.store.contract import MetadataFilter, Mode
 from fathom.retrieval.tenancy import Tenant
@@ -75,6 +76,7 @@ class RetrievalResult:
     reranker: str | None
     index_version: int | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    judge: JudgeOutput | None = None        # the relevance judge's verdict (None: it did not run, or failed)
 
     def __post_init__(self) -> None:
         if self.status in (Status.OK, Status.DEGRADED) and not self.candidates:
@@ -109,6 +111,7 @@ class RetrievalState:
     candidates: list[Candidate] = field(default_factory=list)   # fused, then reranked order
     reranker: str | None = None             # the reranker whose order went out (None: fused order)
     rerank_calibration: Callable[[float], float | None] | None = None   # that reranker's score -> confidence
+    judge: JudgeOutput | None = None        # the relevance judge's verdict on the head (chunk probabilities set)
     decision: GuardDecision | None = None   # the guard's verdict (or a stage's final status, see finish())
     halted: bool = False
 
@@ -231,6 +234,7 @@ class RetrievalPipeline:
     store = property(lambda self: self._part("store"), lambda self, v: self._set_part("store", v))
     embedder = property(lambda self: self._part("embedder"), lambda self, v: self._set_part("embedder", v))
     reranker = property(lambda self: self._part("reranker"), lambda self, v: self._set_part("reranker", v))
+    judge = property(lambda self: self._part("judge"), lambda self, v: self._set_part("judge", v))
 
     # --- entry point ---------------------------------------------------------------
     def retrieve(self, q: RetrievalQuery, span: StageSpan | None = None) -> RetrievalResult:
@@ -259,4 +263,5 @@ class RetrievalPipeline:
         timer.ms["total"] = (time.perf_counter() - t_start) * 1000.0
         d = state.decision
         assert d is not None   # the constructor checked that a stage writes it, and the guard always runs
-        return RetrievalResult(d.status, d.reasons, d.confidence, d.kept, state.reranker, state.version, timer.ms)
+        return RetrievalResult(d.status, d.reasons, d.confidence, d.kept, state.reranker, state.version, timer.ms,
+                               state.judge)

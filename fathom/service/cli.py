@@ -13,6 +13,9 @@
     fathom bench rerank-curve        nDCG@10 and rerank P95 over depth x max length x rerankers
     fathom bench load|scale|hnsw     P50/P95/P99 over HTTP, scale to 1M chunks, HNSW recall (fathom/benchmarks/perf_commands.py)
     fathom reranker train|distil     train a cross-encoder reranker offline (needs the `train` extra)
+    fathom judge calibrate --tenant T  fit the relevance judge to a tenant's corpus from its golden set
+    fathom judge fit --dataset PATH  fit the judge's shipped default on a judged train split
+    fathom bench guard               answerable vs on-topic unanswerable vs off-domain (fathom/benchmarks/guard_protocol.py)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import fathom.ingest  # noqa: F401  (DO_NOT_TRACK before anything imports unstru
 from fathom.retrieval.tenancy import tenant_arg
 from fathom.service.core.config import Settings, get_settings
 from fathom.service.job_commands import add_job_commands
+from fathom.service.judge_commands import add_judge_commands
 from fathom.service.store_commands import add_store_commands
 
 SAMPLE_CORPUS = Path(__file__).parent / "sample_corpus"
@@ -203,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_job_commands(sub)
     add_store_commands(sub)
-    register_plugins(CommandGroups(sub))
+    groups = CommandGroups(sub)
+    add_judge_commands(groups)
+    register_plugins(groups)
     return p
 
 

@@ -22,7 +22,7 @@ from fathom.service.tenants import TenantDirectory
 from tests.hardening_support import assert_problem, serving
 from tests.support import Keys, client
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository root
 BAD_TENANTS = ["acme\n", "acme\r\n", "acme\n\n", " acme", "acme ", "ac\nme", "\nacme"]
 
 

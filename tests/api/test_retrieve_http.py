@@ -44,8 +44,11 @@ def runtime(tmp_path_factory, base_settings, models_ready, scifact_dir, keys):
     settings = base_settings.model_copy(update={
         "state_dir": state, "registry_url": None,
         "service": base_settings.service.model_copy(update={"api_keys": keys.json(), "api_keys_file": None}),
-        # A budget no loaded CI machine can overrun by accident; the overrun test sets its own.
-        "rerank": base_settings.rerank.model_copy(update={"budget_ms": 5000.0}),
+        # A budget no loaded CI machine can overrun by accident; the overrun test sets its own. The mpnet reranker
+        # (not the default) because these tests check what a reranked answer carries.
+        "rerank": base_settings.rerank.model_copy(update={"budget_ms": 5000.0, "kind": "mpnet"}),
+        "ingest": base_settings.ingest.model_copy(update={"embed_mpnet": True}),
+        "judge": base_settings.judge.model_copy(update={"budget_ms": 5000.0}),
     })
     rt = Runtime.open(settings)
     ingest_paths(rt, "alpha", [SAMPLE_CORPUS], {"corpus": "sample"}, quiet=True)

@@ -24,6 +24,8 @@ SERVING_MODULES = [
     "fathom.retrieval.models.onnx_cross_encoder",
     "fathom.retrieval.query_pipeline",
     "fathom.retrieval.rerank.cross_encoder",
+    "fathom.retrieval.judge.judge",
+    "fathom.retrieval.judge.fit",
     "fathom.ingest.ingest_pipeline",
     "fathom.ingest.parse",
     "fathom.service.app",
@@ -42,6 +44,7 @@ import tempfile
 from pathlib import Path
 from fathom.retrieval.models.embedder import load_embedder
 from fathom.retrieval.models.specs import MINILM
+from fathom.retrieval.guard import GuardPolicy
 from fathom.retrieval.query_pipeline import RetrievalQuery
 from fathom.service.core.config import get_settings
 from fathom.retrieval.tenancy import Tenant
@@ -49,12 +52,18 @@ from fathom.service.cli import SAMPLE_CORPUS, ingest_paths
 from fathom.service.runtime import Runtime
 vectors = load_embedder(MINILM).embed(["serving needs no torch", "second text"])
 assert vectors.shape == (2, MINILM.dim), vectors.shape
-# The whole serving path: parse real files, chunk, embed (MiniLM + mpnet), write, retrieve with reranking.
+# The whole serving path: parse real files, chunk, embed (MiniLM + mpnet), write, retrieve with reranking and
+# the relevance judge.
 with tempfile.TemporaryDirectory() as tmp:
-    rt = Runtime.open(get_settings().model_copy(update={{"state_dir": Path(tmp), "registry_url": None}}))
+    s = get_settings()
+    rt = Runtime.open(s.model_copy(update={{"state_dir": Path(tmp), "registry_url": None,
+                                            "rerank": s.rerank.model_copy(update={{"kind": "mpnet"}}),
+                                            "ingest": s.ingest.model_copy(update={{"embed_mpnet": True}})}}))
     ingest_paths(rt, "t", [SAMPLE_CORPUS], {{}}, quiet=True)
-    res = rt.pipeline.retrieve(RetrievalQuery(Tenant("t"), "waggle dance"))
-    assert res.candidates and res.reranker, res
+    policy = GuardPolicy(s.guard.min_confidence, s.guard.min_chunk_confidence)   # the served defaults
+    res = rt.pipeline.retrieve(RetrievalQuery(Tenant("t"), "How do honeybees tell each other where flowers are?",
+                                              policy=policy))
+    assert res.candidates and res.reranker and res.judge, res
     rt.close()
 print(json.dumps(sorted(m for m in {forbidden!r} if sys.modules.get(m) is not None)))
 """

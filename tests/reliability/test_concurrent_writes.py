@@ -41,7 +41,7 @@ from tests.jobs_support import job_settings
 from tests.reliability_support import server_env
 from tests.support import Keys, client, free_port, live_server
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository root
 TENANT = "race"
 DOC = "shared/handbook.txt"
 # Sentences per writer: one sentence, and texts of ~3 to ~20 fixed 32-token chunks.

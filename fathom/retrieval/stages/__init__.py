@@ -8,9 +8,10 @@ from fathom.retrieval.stages.attach_vectors import AttachVectors
 from fathom.retrieval.stages.embed_query import EmbedQuery, QueryEmbedder
 from fathom.retrieval.stages.flag import FlagInjection
 from fathom.retrieval.stages.guard import Guard
+from fathom.retrieval.stages.judge import Judge
 from fathom.retrieval.stages.rerank import Rerank
 from fathom.retrieval.stages.resolve_index import ResolveIndex
 from fathom.retrieval.stages.search import FirstStageSearch
 
-__all__ = ["AttachVectors", "EmbedQuery", "FirstStageSearch", "FlagInjection", "Guard", "QueryEmbedder", "Rerank",
-           "ResolveIndex"]
+__all__ = ["AttachVectors", "EmbedQuery", "FirstStageSearch", "FlagInjection", "Guard", "Judge", "QueryEmbedder",
+           "Rerank", "ResolveIndex"]

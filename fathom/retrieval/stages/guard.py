@@ -23,5 +23,7 @@ class Guard(Stage):
         if state.decision is not None:
             return
         top = state.candidates[: state.query.top_k]
-        guard.score(top, state.query.text, self.dense_calibration, state.rerank_calibration)
-        state.decision = guard.decide(top, state.query.policy, state.reasons)
+        if state.judge is None:   # no judge (bm25/dense modes, or it is off), or it failed (a degrading reason)
+            guard.score(top, state.query.text, self.dense_calibration, state.rerank_calibration)
+        state.decision = guard.decide(top, state.query.policy, state.reasons,
+                                      state.judge.confidence if state.judge is not None else None)

@@ -131,9 +131,16 @@ def returned_metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class MetadataFilter:
-    """Exact-match conditions on payload keys; a list value means "any of"."""
+    """Exact-match conditions on payload keys; a list value means "any of".
+
+    ``exclude_documents`` removes those documents from the search (a ``must_not``
+    on ``document_id``): the relevance judge's self-supervised calibration asks a
+    golden query with its known evidence filtered out, which turns it into an
+    on-topic question the corpus cannot answer, without touching the index.
+    """
 
     conditions: Mapping[str, str | int | bool | Sequence[str] | Sequence[int]]
+    exclude_documents: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """The grammar of fathom.retrieval.identifiers: keys as tag keys are at ingest, values the store accepts."""

@@ -42,7 +42,9 @@ def query_filter(tenant: Tenant, metadata: MetadataFilter | None) -> FilterSpec:
             conds.append(Condition(key, any_of=tuple(value)))
         else:
             conds.append(Condition(key, value))
-    return FilterSpec(tuple(conds))
+    excluded = metadata.exclude_documents if metadata else ()
+    must_not = (Condition("document_id", any_of=tuple(excluded)),) if excluded else ()
+    return FilterSpec(tuple(conds), must_not)
 
 
 def document_filter(tenant: Tenant, document_id: str, keep_version: int | None = None) -> FilterSpec:

@@ -1,0 +1,150 @@
+"""The judge's fitted parameters: the shipped default model and per-tenant calibrations.
+
+* :class:`JudgeModel` - the default, shipped in the package (``weights/judge.json``):
+  a chunk model (``P(chunk is evidence | chunk features)``) and an answer model
+  (``P(the head holds evidence | answer features)``), fitted by ``fathom judge
+  fit`` on SciFact *train* queries asked twice, once as they are and once with
+  their judged evidence filtered out of the search (the on-topic negatives).
+* :class:`TenantCalibration` - fitted by ``fathom judge calibrate --tenant T``
+  from the tenant's own golden set, the same way: each golden query asked with
+  and without its expected documents. It maps the default model's log-odds
+  (and the answer features) to this tenant's probabilities, so a corpus whose
+  scores sit elsewhere (a homogeneous engineering corpus, say) is judged on its
+  own scale. Stored as ``<state>/judge/<tenant>.json``; the judge reads it
+  again when the file changes.
+
+Both are written with their provenance (data, counts, fit figures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fathom.retrieval.judge.model import LogisticModel
+from fathom.retrieval.tenancy import Tenant
+
+FORMAT = 1
+DEFAULT_MODEL = Path(__file__).with_name("weights") / "judge.json"
+BASE_LOGIT = "base_logit"
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeModel:
+    chunk: LogisticModel
+    answer: LogisticModel
+    depth: int = 10                        # head size the answer features were fitted on
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "kind": "default", "depth": self.depth,
+                "chunk": self.chunk.to_json(), "answer": self.answer.to_json(), "provenance": dict(self.provenance)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "JudgeModel":
+        _check_format(data, "default")
+        return cls(LogisticModel.from_json(data["chunk"]), LogisticModel.from_json(data["answer"]),
+                   int(data.get("depth", 10)), data.get("provenance", {}))
+
+    @classmethod
+    def null(cls, depth: int = 10) -> "JudgeModel":
+        """All-zero coefficients (every probability 1/2): what the judge runs with while the features for the
+        first fit are collected (``fathom judge fit``); never served."""
+        from fathom.retrieval.judge.features import ANSWER_FEATURES, CHUNK_FEATURES
+
+        def zero(names: tuple[str, ...]) -> LogisticModel:
+            return LogisticModel(names, (0.0,) * len(names), (1.0,) * len(names), (0.0,) * len(names), 0.0)
+
+        return cls(zero(CHUNK_FEATURES), zero(ANSWER_FEATURES), depth, {"null": True})
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_MODEL) -> "JudgeModel":
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True, slots=True)
+class TenantCalibration:
+    """Per-tenant maps of the default model's log-odds: ``answer`` over (base_logit, answer features), ``chunk``
+    over (base_logit,) alone (a Platt rescaling: chunk labels of a golden set are too few for more)."""
+
+    answer: LogisticModel
+    chunk: LogisticModel
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.answer.features[:1] != (BASE_LOGIT,) or self.chunk.features != (BASE_LOGIT,):
+            raise ValueError(f"a tenant calibration maps the default model's {BASE_LOGIT!r} first")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "kind": "tenant", "answer": self.answer.to_json(), "chunk": self.chunk.to_json(),
+                "provenance": dict(self.provenance)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "TenantCalibration":
+        _check_format(data, "tenant")
+        return cls(LogisticModel.from_json(data["answer"]), LogisticModel.from_json(data["chunk"]),
+                   data.get("provenance", {}))
+
+
+def _check_format(data: Mapping[str, Any], kind: str) -> None:
+    if data.get("format") != FORMAT or data.get("kind") != kind:
+        raise ValueError(f"not a format-{FORMAT} judge {kind} file (format {data.get('format')}, kind {data.get('kind')})")
+
+
+class TenantCalibrations:
+    """``<root>/<tenant>.json`` files, read once and again only when a file's mtime changes.
+
+    A file that cannot be read or parsed raises on every request of that tenant
+    (the pipeline answers ``degraded`` with ``judge_failed``) instead of silently
+    judging with the default: the operator asked for this tenant's calibration.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, TenantCalibration]] = {}
+
+    def path(self, tenant: Tenant) -> Path:
+        return self.root / f"{tenant.id}.json"
+
+    def get(self, tenant: Tenant) -> TenantCalibration | None:
+        path = self.path(tenant)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            cached = self._cache.get(tenant.id)
+            if cached is not None and cached[0] == mtime:
+                return cached[1]
+        calibration = TenantCalibration.from_json(json.loads(path.read_text(encoding="utf-8")))
+        with self._lock:
+            self._cache[tenant.id] = (mtime, calibration)
+        return calibration
+
+    def save(self, tenant: Tenant, calibration: TenantCalibration) -> Path:
+        """Write-then-rename, so a concurrent reader sees the old file or the new one."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path(tenant)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(calibration.to_json(), indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def delete(self, tenant: Tenant) -> bool:
+        try:
+            self.path(tenant).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -60.0, 60.0)))
