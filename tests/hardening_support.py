@@ -1,4 +1,4 @@
-"""Helpers for the tests/test_hardening_* files: a served runtime, and the problem+json assertion."""
+"""Helpers for the hardening tests (API, reliability): a served runtime, and the problem+json assertion."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Labelled prompt-injection cases for ``fathom bench injection`` and tests/test_hardening_injection.py.
+"""Labelled prompt-injection cases for ``fathom bench injection`` and tests/unit/retrieval/test_injection_normalised.py.
 
 Written for this benchmark (no dataset text). ``ATTACKS`` are (text, family, obfuscation) with text written
 the way an attacker hides it: confusable letters, invisible characters inside words, hyphenation across line

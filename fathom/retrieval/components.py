@@ -97,7 +97,7 @@ def build_judge(settings: Settings) -> RelevanceJudge | None:
 
 
 def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
-    """The standard stage list. A new stage (a relevance judge, context assembly, an access filter) goes here."""
+    """The standard stage list. A new stage (an access filter, a pair scorer for the judge) goes here."""
     r = settings.retrieval
     reranker = reranker if reranker is not None else build_reranker(settings, models)
     depth, max_length = rerank_sizes(settings, reranker)

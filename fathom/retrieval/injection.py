@@ -16,7 +16,7 @@ needs an instruction-override shape (an imperative aimed at the model's
 instructions, a role reassignment aimed at an AI, a chat-template token), not
 a lone word such as "instructions", "system" or "prompt". "Follow the
 manufacturer's instructions" and "the immune system prompted a response" stay
-unflagged; ``tests/test_injection_flags.py`` measures the rate on the 5,183
+unflagged; ``tests/unit/retrieval/test_injection_flags.py`` measures the rate on the 5,183
 SciFact abstracts (scientific prose) and keeps it under 0.5 %.
 
 Text is matched after normalisation, so the usual disguises read as plain

@@ -1,7 +1,7 @@
 """Serving-side bi-encoder: onnxruntime + ``tokenizers`` only.
 
 The service and the indexer import this module, so it must never pull torch,
-transformers or sentence-transformers in (``tests/test_no_torch.py`` enforces
+transformers or sentence-transformers in (``tests/e2e/test_no_torch.py`` enforces
 that): those cost ~7 s of import and ~400 MB of memory per process. The ONNX
 graphs return ``last_hidden_state``; mean pooling and L2 normalisation happen
 here in numpy, exactly as sentence-transformers' Pooling + Normalize modules do.
