@@ -15,7 +15,7 @@ from fathom.ingest.ingest_pipeline import IngestPipeline
 from fathom.ingest.registry import Registry
 from fathom.ingest.stored_text import RegistryDocuments
 from fathom.retrieval.components import Models, build_pipeline, load_models, open_store
-from fathom.retrieval.context import ContextAssembler, load_tokenizer
+from fathom.retrieval.context import ContextAssembler, DocumentCache, load_tokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.query_pipeline import RetrievalPipeline
 from fathom.service.core.config import Settings
@@ -82,7 +82,10 @@ class Runtime:
             generations=serving.generations, answer_cache=serving.answer_cache, limiter=serving.limiter,
             metrics=serving.metrics, tracing=serving.tracing, redis=serving.redis,
             jobs=jobs,
-            context=ContextAssembler(load_tokenizer(settings.context.tokenizer), RegistryDocuments(registry)),
+            context=ContextAssembler(load_tokenizer(settings.context.tokenizer), RegistryDocuments(registry),
+                                     DocumentCache(settings.context.document_cache_chars)
+                                     if settings.context.document_cache_chars else None,
+                                     chunk_counts=settings.context.chunk_count_cache),
         )
         if settings.store.backend == "edge":
             rt.recover_interrupted_writes()

@@ -36,9 +36,12 @@ counted on its own. Metadata and JSON are never counted.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from fathom.retrieval.context.dedup import Deduplicator, collapse, mmr
+from fathom.retrieval.context.dedup import Deduplicator, Signatures, collapse, mmr
+from fathom.retrieval.context.document_cache import DocumentCache
 from fathom.retrieval.context.highlights import best_window, highlights
 from fathom.retrieval.context.order import order_passages
 from fathom.retrieval.context.passages import (DocKey, grow, overlapping, respan, section_bounds, single,
@@ -60,18 +63,22 @@ _MAX_CHARS_PER_TOKEN = 8
 
 
 class ContextAssembler:
-    def __init__(self, tokenizer: PromptTokenizer, documents: DocumentSource):
+    def __init__(self, tokenizer: PromptTokenizer, documents: DocumentSource, cache: DocumentCache | None = None,
+                 chunk_counts: int = 0):
         self.tokenizer = tokenizer
         self.documents = documents
+        self.cache = cache
+        self.chunk_counts = ChunkCounts(chunk_counts) if chunk_counts > 0 else None
 
     def run(self, inp: ContextInput) -> ContextOutput:
         opts = inp.options
         if inp.status not in _ASSEMBLED or not inp.chunks:
             return ContextOutput([], [], None, 0, opts.max_tokens, self.tokenizer.name, assembled=False)
-        cost = _Counter(self.tokenizer)
+        cost = _Counter(self.tokenizer, self.chunk_counts)
         docs = self._documents(inp)
         terms = QueryTerms(inp.query, [c.text for c in inp.chunks])
-        packer = _Packer(docs, opts, terms, cost)
+        signatures = Signatures()
+        packer = _Packer(docs, opts, terms, cost, signatures)
         for c in mmr(list(inp.chunks), opts.diversity):
             if not packer.add(c):
                 break
@@ -81,7 +88,7 @@ class ContextAssembler:
             chosen, used = _expand(chosen, docs, opts, cost, used, overhead)
         collapsed = packer.collapsed
         if opts.dedup:
-            chosen, late = collapse(chosen, opts.dedup_threshold)
+            chosen, late = collapse(chosen, opts.dedup_threshold, signatures)
             collapsed += late
         out = order_passages(chosen, opts.order)
         out, context, used = self._fit(out, opts, terms, cost)
@@ -96,12 +103,25 @@ class ContextAssembler:
                              collapsed=collapsed)
 
     def _documents(self, inp: ContextInput) -> dict[DocKey, StoredDocument]:
-        wanted = sorted({(c.document_id, c.doc_version) for c in inp.chunks})
-        try:
-            docs = self.documents.documents(inp.tenant, wanted)
-        except Exception as exc:   # the chunks alone still make a context; say so in the logs, never fail the answer
-            log.warning("stored documents unavailable, assembling from chunk text only: %s", type(exc).__name__)
-            return {}
+        hashes = {(c.document_id, c.doc_version): c.content_hash for c in inp.chunks}
+        docs: dict[DocKey, StoredDocument] = {}
+        if self.cache is not None:
+            for (doc_id, version), digest in hashes.items():
+                hit = self.cache.get(inp.tenant.id, doc_id, version, digest)
+                if hit is not None:
+                    docs[(doc_id, version)] = hit
+        wanted = sorted(k for k in hashes if k not in docs)
+        if wanted:
+            try:
+                fetched = self.documents.documents(inp.tenant, wanted)
+            except Exception as exc:   # the chunks alone still make a context; say so in the logs, never fail
+                log.warning("stored documents unavailable, assembling from chunk text only: %s", type(exc).__name__)
+                fetched = {}
+            for key, doc in fetched.items():
+                # Only a document whose hash is the chunks' is the text they were cut from: cache only that.
+                if self.cache is not None and doc.content_hash is not None and doc.content_hash == hashes.get(key):
+                    self.cache.put(inp.tenant.id, doc)
+            docs.update(fetched)
         return usable_documents(inp.chunks, docs)
 
     def _fit(self, out: list[Passage], opts: ContextOptions, terms: QueryTerms,
@@ -124,10 +144,12 @@ class ContextAssembler:
 
 
 class _Counter:
-    """The tokenizer with a per-assembly memo (a passage is counted several times while it is packed)."""
+    """The tokenizer with a per-assembly memo (a passage is counted several times while it is packed), in front of
+    the assembler's shared count cache for chunk texts (the same chunks come back across answers)."""
 
-    def __init__(self, tokenizer: PromptTokenizer):
+    def __init__(self, tokenizer: PromptTokenizer, chunk_counts: "ChunkCounts | None" = None):
         self.tokenizer = tokenizer
+        self.chunk_counts = chunk_counts
         self.memo: dict[str, int] = {}
 
     def __call__(self, text: str) -> int:
@@ -136,18 +158,56 @@ class _Counter:
             n = self.memo[text] = self.tokenizer.count(text)
         return n
 
+    def chunk(self, text: str) -> int:
+        """The count of a whole chunk's text: from the shared cache when this process counted it before."""
+        if self.chunk_counts is None:
+            return self(text)
+        n = self.memo.get(text)
+        if n is None:
+            n = self.memo[text] = self.chunk_counts.count(text, self.tokenizer)
+        return n
+
+
+class ChunkCounts:
+    """A bounded, process-wide cache of the token counts of whole chunk texts (one tokenizer per assembler).
+
+    Counting is the largest single cost of packing (cl100k_base's BPE, or the
+    estimate's per-piece loop), and most of what is counted is a chunk's
+    text as stored, which an index serves again and again. Keyed by the
+    exact text, so a hit is always right; windows cut while trimming are
+    counted afresh (they vary with the query) and never enter it.
+    """
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count(self, text: str, tokenizer: PromptTokenizer) -> int:
+        with self._lock:
+            n = self._counts.get(text)
+            if n is not None:
+                self._counts.move_to_end(text)
+                return n
+        n = tokenizer.count(text)
+        with self._lock:
+            self._counts[text] = n
+            if len(self._counts) > self.max_entries:
+                self._counts.popitem(last=False)
+        return n
+
 
 class _Packer:
     """Step 2: chunks in, one at a time, into passages under the budget (see the module docstring)."""
 
     def __init__(self, docs: dict[DocKey, StoredDocument], opts: ContextOptions, terms: QueryTerms,
-                 cost: Callable[[str], int]):
+                 cost: _Counter, signatures: Signatures):
         self.docs, self.opts, self.terms, self.cost = docs, opts, terms, cost
         self.passages: list[Passage] = []
         self.used = 0
         # With the context string, each passage also costs its marker and separator (the largest marker counted).
         self.overhead = cost(marker(99)) + cost(SEPARATOR) if opts.include_context else 0
-        self.dedup = Deduplicator(opts.dedup_threshold) if opts.dedup else None
+        self.dedup = Deduplicator(opts.dedup_threshold, signatures) if opts.dedup else None
         self.min_fragment = min(opts.min_fragment_tokens, max(1, opts.max_tokens // 2))
         self.collapsed = 0
 
@@ -173,7 +233,7 @@ class _Packer:
                 self.collapsed += 1
                 return True
         p = single(c, stitched=doc is not None)
-        n = self.cost(p.text)
+        n = self.cost.chunk(p.text)
         cap = self.opts.max_passage_tokens
         if cap is not None and n > cap and room - self.overhead >= cap:
             room = cap + self.overhead

@@ -56,6 +56,20 @@ class Signature:
         return self.grams
 
 
+class Signatures:
+    """Each text's signature, computed once per assembly (packing checks a chunk, registers it, and the final
+    collapse compares the passages, most of which are single chunks: one text, three uses)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, Signature] = {}
+
+    def __call__(self, text: str) -> Signature:
+        sig = self._memo.get(text)
+        if sig is None:
+            sig = self._memo[text] = Signature.of(text)
+        return sig
+
+
 def same_text(a: Signature, b: Signature, threshold: float) -> bool:
     """``b`` (the lower-scored) repeats ``a``. The vocabulary test is cheap and rules out almost every pair before
     any shingle is built; the shingle test tells a re-post from a different text on the same topic."""
@@ -78,8 +92,9 @@ class Deduplicator:
     the budget never gets to).
     """
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, signatures: Signatures | None = None):
         self.threshold = threshold
+        self.signatures = signatures or Signatures()
         self.seen: list[tuple[int, str, Signature]] = []
 
     def find(self, text: str, document_id: str) -> int | None:
@@ -91,17 +106,18 @@ class Deduplicator:
         others = [(key, sig) for key, doc, sig in self.seen if doc != document_id]
         if not others:
             return None
-        sig = Signature.of(text)
+        sig = self.signatures(text)
         n, t = len(sig.vocabulary), self.threshold
         # Only a text of comparable size can be a Jaccard match, or a larger one that contains this one.
         return next((key for key, other in others if (len(other.vocabulary) * t <= n or n == 0)
                      and same_text(other, sig, t)), None)
 
     def register(self, text: str, document_id: str, key: int) -> None:
-        self.seen.append((key, document_id, Signature.of(text)))
+        self.seen.append((key, document_id, self.signatures(text)))
 
 
-def collapse(passages: Sequence[Passage], threshold: float) -> tuple[list[Passage], int]:
+def collapse(passages: Sequence[Passage], threshold: float,
+             signatures: Signatures | None = None) -> tuple[list[Passage], int]:
     """The final check on what goes out: no two passages of different documents are near-identical either way.
 
     Chunk-level checks during packing miss copies the chunker cut at other
@@ -109,9 +125,10 @@ def collapse(passages: Sequence[Passage], threshold: float) -> tuple[list[Passag
     passages compare like with like. Best-ranked kept; returns the kept
     passages and how many were collapsed.
     """
+    signature = signatures or Signatures()
     kept: list[tuple[Passage, Signature]] = []
     for p in sorted(passages, key=lambda p: p.rank):
-        sig = Signature.of(p.text)
+        sig = signature(p.text)
         owner = next((k for k, ks in kept if k.document_id != p.document_id
                       and (same_text(ks, sig, threshold) or same_text(sig, ks, threshold))), None)
         if owner is None:

@@ -118,7 +118,7 @@ class ContextOptions:
     include_context: bool = False
     highlights: int = 1              # sentences per passage
     trim: bool = True                # a passage that does not fit whole gives its best-matching sentences instead
-    max_passage_tokens: int | None = None   # cap per passage (its best sentences), so that more sources fit
+    max_passage_tokens: int | None = _setting("max_passage_tokens")   # cap per passage, so more sources fit
     # Operator knobs: the service passes settings.context's values; these defaults are read from there too.
     dedup_threshold: float = _setting("dedup_threshold")      # shingle Jaccard at which passages are the same text
     neighbour_tokens: int = _setting("neighbour_tokens")      # `neighbours`: most tokens added on each side

@@ -37,7 +37,9 @@ def context_options(body: RetrieveRequest, tenant: TenantConfig, settings: Setti
     return ContextOptions(
         max_tokens=min(budget, cfg.max_tokens_limit), expand=body.expand, order=body.order, dedup=body.dedup,
         diversity=body.diversity, include_context=body.include_context, highlights=body.highlights,
-        max_passage_tokens=body.max_passage_tokens, dedup_threshold=cfg.dedup_threshold,
+        max_passage_tokens=(body.max_passage_tokens if "max_passage_tokens" in body.model_fields_set
+                            else cfg.max_passage_tokens),
+        dedup_threshold=cfg.dedup_threshold,
         neighbour_tokens=cfg.neighbour_tokens,
         min_fragment_tokens=cfg.min_fragment_tokens)
 

@@ -69,7 +69,8 @@ class RetrieveRequest(BaseModel):
                                               "markers [1]..[n]")
     max_passage_tokens: int | None = Field(
         option_default("max_passage_tokens"), ge=16, strict=True,
-        description="Cap per passage (its best-matching sentences): more sources at a tight budget, less of each")
+        description="Cap per passage (its best-matching sentences): more sources at a tight budget, less of each; "
+                    "null: whole chunks (default: the operator's context.max_passage_tokens)")
     highlights: int = Field(option_default("highlights"), ge=0, le=10, strict=True,
                             description="Sentences per passage that best match the query (offsets into its text)")
 
