@@ -193,8 +193,9 @@ class ContextSettings(BaseModel):
     # train at 512: evidence recall 0.759 -> 0.773; `fathom bench context`, method `whole-chunks` for None).
     max_passage_tokens: int | None = Field(160, ge=16, description="Default cap per passage (its best sentences) "
                                                                    "when a request names none; None: whole chunks")
-    chunk_count_cache: int = Field(16384, ge=0, description="Token counts of chunk texts kept per process (0: count "
-                                                             "every time)")
+    count_cache_chars: int = Field(16_000_000, ge=0, description="Characters of counted texts (chunks, their "
+                                                                  "sentences) whose token counts are kept per "
+                                                                  "process (0: count every time)")
     document_cache_chars: int = Field(32_000_000, ge=0, description="Characters of stored documents kept in memory "
                                                                     "for assembly (per process; 0: read the registry "
                                                                     "every time)")

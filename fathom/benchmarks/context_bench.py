@@ -213,7 +213,7 @@ def run_dataset(ds: _Dataset, tokenizer: PromptTokenizer, budgets: Sequence[int]
     cfg = ds.index.settings.context
     assembler = ContextAssembler(tokenizer, ds.documents,
                                  DocumentCache(cfg.document_cache_chars) if cfg.document_cache_chars else None,
-                                 chunk_counts=cfg.chunk_count_cache)
+                                 count_cache_chars=cfg.count_cache_chars)
     uncached = ContextAssembler(tokenizer, ds.documents)
     approx = ContextAssembler(load_tokenizer(APPROX), ds.documents)
     rows: list[dict[str, Any]] = []

@@ -85,7 +85,7 @@ class Runtime:
             context=ContextAssembler(load_tokenizer(settings.context.tokenizer), RegistryDocuments(registry),
                                      DocumentCache(settings.context.document_cache_chars)
                                      if settings.context.document_cache_chars else None,
-                                     chunk_counts=settings.context.chunk_count_cache),
+                                     count_cache_chars=settings.context.count_cache_chars),
         )
         if settings.store.backend == "edge":
             rt.recover_interrupted_writes()

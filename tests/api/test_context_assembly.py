@@ -329,7 +329,7 @@ class _CountingSource:
 def test_document_cache_serves_the_same_context_and_never_another_tenants_or_versions_text(runtime):
     source = _CountingSource(runtime.registry)
     cache = DocumentCache(10_000_000)
-    cached = ContextAssembler(load_tokenizer("approx"), source, cache, chunk_counts=1000)
+    cached = ContextAssembler(load_tokenizer("approx"), source, cache, count_cache_chars=100_000)
     plain = ContextAssembler(load_tokenizer("approx"), RegistryDocuments(runtime.registry))
     status, chunks = chunks_for(runtime, "alpha", "How do honeybees tell each other where flowers are?")
     inp = ContextInput(Tenant("alpha"), "honeybees", status, chunks, ContextOptions(max_tokens=600, expand="section"))
@@ -359,6 +359,15 @@ def test_document_cache_is_bounded_by_characters():
     assert cache.get("t", "huge", 1, "h") is None and len(cache) == 2
     cache.put("t", StoredDocument("nohash", 1, "z"))
     assert cache.get("t", "nohash", 1, None) is None
+
+
+def test_count_cache_gives_the_tokenizers_counts_within_its_bound():
+    from fathom.retrieval.context.assembler import CountCache
+    tok = load_tokenizer("cl100k_base")
+    cache = CountCache(50)
+    texts = ["alpha beta gamma", "The waggle dance encodes distance.", "x" * 51, "alpha beta gamma"]
+    assert [cache.count(t, tok) for t in texts] == [tok.count(t) for t in texts]
+    assert cache._chars <= 50 and "x" * 51 not in cache._counts
 
 
 def test_tenant_default_budget(base_url, keys):

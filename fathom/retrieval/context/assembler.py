@@ -64,17 +64,17 @@ _MAX_CHARS_PER_TOKEN = 8
 
 class ContextAssembler:
     def __init__(self, tokenizer: PromptTokenizer, documents: DocumentSource, cache: DocumentCache | None = None,
-                 chunk_counts: int = 0):
+                 count_cache_chars: int = 0):
         self.tokenizer = tokenizer
         self.documents = documents
         self.cache = cache
-        self.chunk_counts = ChunkCounts(chunk_counts) if chunk_counts > 0 else None
+        self.counts = CountCache(count_cache_chars) if count_cache_chars > 0 else None
 
     def run(self, inp: ContextInput) -> ContextOutput:
         opts = inp.options
         if inp.status not in _ASSEMBLED or not inp.chunks:
             return ContextOutput([], [], None, 0, opts.max_tokens, self.tokenizer.name, assembled=False)
-        cost = _Counter(self.tokenizer, self.chunk_counts)
+        cost = _Counter(self.tokenizer, self.counts)
         docs = self._documents(inp)
         terms = QueryTerms(inp.query, [c.text for c in inp.chunks])
         signatures = Signatures()
@@ -145,42 +145,35 @@ class ContextAssembler:
 
 class _Counter:
     """The tokenizer with a per-assembly memo (a passage is counted several times while it is packed), in front of
-    the assembler's shared count cache for chunk texts (the same chunks come back across answers)."""
+    the assembler's shared count cache (the same chunks, and so the same sentences, come back across answers)."""
 
-    def __init__(self, tokenizer: PromptTokenizer, chunk_counts: "ChunkCounts | None" = None):
+    def __init__(self, tokenizer: PromptTokenizer, shared: "CountCache | None" = None):
         self.tokenizer = tokenizer
-        self.chunk_counts = chunk_counts
+        self.shared = shared
         self.memo: dict[str, int] = {}
 
     def __call__(self, text: str) -> int:
         n = self.memo.get(text)
         if n is None:
-            n = self.memo[text] = self.tokenizer.count(text)
-        return n
-
-    def chunk(self, text: str) -> int:
-        """The count of a whole chunk's text: from the shared cache when this process counted it before."""
-        if self.chunk_counts is None:
-            return self(text)
-        n = self.memo.get(text)
-        if n is None:
-            n = self.memo[text] = self.chunk_counts.count(text, self.tokenizer)
+            n = self.memo[text] = (self.shared.count(text, self.tokenizer) if self.shared is not None
+                                   else self.tokenizer.count(text))
         return n
 
 
-class ChunkCounts:
-    """A bounded, process-wide cache of the token counts of whole chunk texts (one tokenizer per assembler).
+class CountCache:
+    """A bounded, process-wide cache of token counts (one tokenizer per assembler), keyed by the exact text.
 
     Counting is the largest single cost of packing (cl100k_base's BPE, or the
-    estimate's per-piece loop), and most of what is counted is a chunk's
-    text as stored, which an index serves again and again. Keyed by the
-    exact text, so a hit is always right; windows cut while trimming are
-    counted afresh (they vary with the query) and never enter it.
+    estimate's per-piece loop), and most of what is counted - a chunk's text,
+    the sentences of the chunks that are cut to fit - is served again and
+    again. Keyed by the exact text, so a hit is always right; bounded by the
+    characters of the texts it holds.
     """
 
-    def __init__(self, max_entries: int):
-        self.max_entries = max_entries
+    def __init__(self, max_chars: int):
+        self.max_chars = max_chars
         self._counts: OrderedDict[str, int] = OrderedDict()
+        self._chars = 0
         self._lock = threading.Lock()
 
     def count(self, text: str, tokenizer: PromptTokenizer) -> int:
@@ -190,10 +183,14 @@ class ChunkCounts:
                 self._counts.move_to_end(text)
                 return n
         n = tokenizer.count(text)
-        with self._lock:
-            self._counts[text] = n
-            if len(self._counts) > self.max_entries:
-                self._counts.popitem(last=False)
+        if len(text) <= self.max_chars:
+            with self._lock:
+                if text not in self._counts:
+                    self._counts[text] = n
+                    self._chars += len(text)
+                    while self._chars > self.max_chars:
+                        old, _ = self._counts.popitem(last=False)
+                        self._chars -= len(old)
         return n
 
 
@@ -201,7 +198,7 @@ class _Packer:
     """Step 2: chunks in, one at a time, into passages under the budget (see the module docstring)."""
 
     def __init__(self, docs: dict[DocKey, StoredDocument], opts: ContextOptions, terms: QueryTerms,
-                 cost: _Counter, signatures: Signatures):
+                 cost: Callable[[str], int], signatures: Signatures):
         self.docs, self.opts, self.terms, self.cost = docs, opts, terms, cost
         self.passages: list[Passage] = []
         self.used = 0
@@ -233,7 +230,7 @@ class _Packer:
                 self.collapsed += 1
                 return True
         p = single(c, stitched=doc is not None)
-        n = self.cost.chunk(p.text)
+        n = self.cost(p.text)
         cap = self.opts.max_passage_tokens
         if cap is not None and n > cap and room - self.overhead >= cap:
             room = cap + self.overhead
