@@ -73,7 +73,8 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     with tempfile.TemporaryDirectory(prefix="fathom-bench-ingest-") as tmp:
         results = run_ingest_bench(settings, data_dir(), tmp=Path(tmp), corpora=args.corpora.split(","),
-                                   chunkers=args.chunkers.split(","), extras=args.extras)
+                                   chunkers=args.chunkers.split(","), extras=args.extras,
+                                   quality=not args.no_quality)
     return _report(format_ingest(results), results, args.json)
 
 
@@ -160,6 +161,7 @@ def register(cli: Any) -> None:
     bi.add_argument("--corpora", default="scifact,cacm", help="BEIR folders under the data dir, comma-separated")
     bi.add_argument("--chunkers", default="semantic,late,fixed", help="chunkers to compare, comma-separated")
     bi.add_argument("--extras", action="store_true", help="also the 81 fixture files and CACM raw HTML vs corpus")
+    bi.add_argument("--no-quality", action="store_true", help="throughput only (no retrieval quality runs)")
     bi.set_defaults(fn=cmd_bench_ingest)
     bk = bench.add_parser("cache", help="semantic answer cache: hit rate and wrong-answer rate on labelled pairs")
     bk.add_argument("--json", help="write results JSON here")

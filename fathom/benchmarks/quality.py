@@ -129,6 +129,7 @@ def build_index(dataset_path: Path, settings: Settings | None = None, *, models:
             last[0] = time.perf_counter()
             log(f"  ingested {done}/{total} documents ({time.perf_counter() - t0:.0f} s)")
 
+    cpu0 = time.process_time()
     with PeakRss() as peak:
         report = pipeline.ingest(tenant, items, total=len(items), progress=progress)
         ref = IndexRef(tenant, report.index_version or store.live_version(tenant) or 1)
@@ -138,6 +139,7 @@ def build_index(dataset_path: Path, settings: Settings | None = None, *, models:
     seconds = time.perf_counter() - t0
     summary = report.summary()
     summary["seconds"]["optimize"] = round(optimize_s, 3)
+    summary["cpu_seconds"] = round(time.process_time() - cpu0, 1)   # every thread of this process
     summary["peak_rss_mb"] = peak.mb
     if reingest:
         t1 = time.perf_counter()

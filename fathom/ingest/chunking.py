@@ -24,15 +24,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from fathom.ingest.document import ParsedDocument
 from fathom.retrieval.sentences import split_sentences
-
-if TYPE_CHECKING:
-    from fathom.ingest.late_chunking import LateChunker
 
 PATH_SEP = " > "
 
@@ -94,20 +91,6 @@ class ChunkerSpec:
     def from_json(cls, data: dict[str, Any]) -> "ChunkerSpec":
         return cls(**{k: data[k] for k in ("kind", "max_tokens", "min_tokens", "breakpoint_percentile", "overlap",
                                            "window") if k in data})
-
-    def build(self, counter: TokenCounter, embed: "SentenceEmbedder | None",
-              encoder: SectionEncoder | None = None) -> SemanticChunker | FixedSizeChunker | LateChunker:
-        if self.kind == "fixed":
-            return FixedSizeChunker(counter, max_tokens=self.max_tokens, overlap=self.overlap)
-        if self.kind == "late":
-            from fathom.ingest.late_chunking import LateChunker
-
-            if encoder is None:
-                raise ValueError("late chunking needs a section encoder")
-            return LateChunker(encoder, max_tokens=self.max_tokens, min_tokens=self.min_tokens,
-                               breakpoint_percentile=self.breakpoint_percentile, window=self.window)
-        return SemanticChunker(counter, embed=embed, max_tokens=self.max_tokens, min_tokens=self.min_tokens,
-                               breakpoint_percentile=self.breakpoint_percentile)
 
 
 @dataclass(slots=True)

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fathom.ingest.chunking import ChunkerSpec, FixedSizeChunker, SemanticChunker
+from fathom.ingest.chunkers import Chunker, build_chunker
+from fathom.ingest.chunking import ChunkerSpec
 from fathom.ingest.document import Element, IngestError, ParsedDocument, ReasonCode
 from fathom.ingest.indexer import DocumentChunks, Indexer
-from fathom.ingest.late_chunking import LateChunker
 from fathom.ingest.overlap import overlapped
 from fathom.ingest.pii import PiiScanner, redacted_kinds
 from fathom.ingest.registry import DocumentRecord, PendingWrite, Registry
@@ -117,7 +117,6 @@ def content_hash(parsed: ParsedDocument, tags: dict[str, str], config_key: str) 
     return h.hexdigest()
 
 
-Chunker = SemanticChunker | FixedSizeChunker | LateChunker
 ProgressHook = Callable[[int, int], None]   # (documents done, documents total or -1)
 
 
@@ -180,7 +179,8 @@ class IngestPipeline:
             return self.chunker
         with self._locks_guard:
             if spec.key not in self._chunkers:
-                self._chunkers[spec.key] = spec.build(self.indexer.dense, self.indexer.embed_dense, self.indexer)
+                self._chunkers[spec.key] = build_chunker(spec, self.indexer.dense, self.indexer.embed_dense,
+                                                         self.indexer)
             return self._chunkers[spec.key]
 
     @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fathom.ingest.chunkers import build_chunker as build_chunker_from_spec
 from fathom.ingest.chunking import ChunkerSpec
 from fathom.ingest.indexer import Indexer
 from fathom.ingest.pii import PiiScanner
@@ -31,7 +32,7 @@ def chunker_spec(settings: Settings, kind: str | None = None, max_tokens: int | 
 def build_chunker(settings: Settings, indexer: Indexer, kind: str | None = None) -> Chunker:
     """The configured chunker; sentence embeddings for breakpoints (and late chunking's section passes) go
     through the indexer (batched, cached)."""
-    return chunker_spec(settings, kind).build(indexer.dense, indexer.embed_dense, indexer)
+    return build_chunker_from_spec(chunker_spec(settings, kind), indexer.dense, indexer.embed_dense, indexer)
 
 
 def build_ingest(settings: Settings, store: VectorStore, registry: Registry, models: Models, *,
