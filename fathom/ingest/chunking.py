@@ -43,7 +43,7 @@ class SectionEncoder(Protocol):
 
     def tokenize(self, texts: Sequence[str]) -> list[Any]: ...
 
-    def pool(self, jobs: Sequence[Any], keys: Sequence[Sequence[str]], unit: Sequence[bool]) -> list[np.ndarray]: ...
+    def pool(self, requests: Sequence[Any]) -> list[np.ndarray]: ...   # PoolRequest -> pooled states per span
 
 
 # How a late chunk's vector is pooled from its section's states; part of the spec key (see late_chunking.py).
