@@ -72,7 +72,9 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.ingest_bench import format_ingest, run_ingest_bench
 
     with tempfile.TemporaryDirectory(prefix="fathom-bench-ingest-") as tmp:
-        results = run_ingest_bench(settings, data_dir(), tmp=Path(tmp))
+        results = run_ingest_bench(settings, data_dir(), tmp=Path(tmp), corpora=args.corpora.split(","),
+                                   chunkers=args.chunkers.split(","), extras=args.extras,
+                                   quality=not args.no_quality)
     return _report(format_ingest(results), results, args.json)
 
 
@@ -139,7 +141,7 @@ def register(cli: Any) -> None:
     bq.add_argument("--dataset", help="BEIR folder (default: <data_dir>/scifact)")
     bq.add_argument("--json", help="write results JSON here")
     bq.add_argument("--split", default="test")
-    bq.add_argument("--chunker", choices=["semantic", "fixed"])
+    bq.add_argument("--chunker", choices=["semantic", "fixed", "late"])
     bq.add_argument("--rerank", choices=["none", "mpnet", "cross-encoder"])
     bq.add_argument("--max-queries", type=int)
     bq.add_argument("--keep-index", metavar="DIR", help="keep the ingested index in DIR and reuse it next time")
@@ -153,8 +155,13 @@ def register(cli: Any) -> None:
     bc.add_argument("--split", default="train")
     bc.add_argument("--keep-index", metavar="DIR")
     bc.set_defaults(fn=cmd_bench_calibrate)
-    bi = bench.add_parser("ingest", help="ingest throughput, chunker comparison, raw files vs corpus.jsonl")
+    bi = bench.add_parser("ingest", help="ingest throughput vs the bare encoder, stage seconds, RSS, quality per "
+                                         "chunker")
     bi.add_argument("--json", help="write results JSON here")
+    bi.add_argument("--corpora", default="scifact,cacm", help="BEIR folders under the data dir, comma-separated")
+    bi.add_argument("--chunkers", default="semantic,late,fixed", help="chunkers to compare, comma-separated")
+    bi.add_argument("--extras", action="store_true", help="also the 81 fixture files and CACM raw HTML vs corpus")
+    bi.add_argument("--no-quality", action="store_true", help="throughput only (no retrieval quality runs)")
     bi.set_defaults(fn=cmd_bench_ingest)
     bk = bench.add_parser("cache", help="semantic answer cache: hit rate and wrong-answer rate on labelled pairs")
     bk.add_argument("--json", help="write results JSON here")

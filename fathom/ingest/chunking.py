@@ -38,6 +38,18 @@ class TokenCounter(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
 
+class SectionEncoder(Protocol):
+    """What a late chunker needs: one tokenizer pass with offsets and pooled token states (cached)."""
+
+    def tokenize(self, texts: Sequence[str]) -> list[Any]: ...
+
+    def pool(self, requests: Sequence[Any]) -> list[np.ndarray]: ...   # PoolRequest -> pooled states per span
+
+
+# How a late chunk's vector is pooled from its section's states; part of the spec key (see late_chunking.py).
+LATE_POOLING = "chunk-tokens"
+
+
 SentenceEmbedder = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -48,36 +60,37 @@ class ChunkerSpec:
     Writes into a version chunk the way its spec says, so every document of a
     version is cut alike even when a reindex built it with another chunker
     than the service's default. ``min_tokens`` and ``breakpoint_percentile``
-    apply to ``semantic`` only, ``overlap`` to ``fixed`` only.
+    apply to ``semantic`` and ``late``, ``overlap`` to ``fixed`` only, ``window`` to
+    ``late`` only. ``late`` cuts like ``semantic`` but takes its breakpoint
+    sentences and its chunk vectors from one encoder pass per section, so its
+    key differs: an index never mixes vectors made the two ways.
     """
 
-    kind: Literal["semantic", "fixed"] = "semantic"
+    kind: Literal["semantic", "fixed", "late"] = "semantic"
     max_tokens: int = 256
     min_tokens: int = 48
     breakpoint_percentile: float = 90.0
     overlap: int = 32
+    window: int = 512          # late only: tokens per encoder pass over a section (the model's positions)
 
     @property
     def key(self) -> str:
         """Identity of the chunking (only the fields that apply to ``kind``); part of each document's content hash."""
         if self.kind == "fixed":
             return f"fixed:{self.max_tokens}:overlap={self.overlap}"
+        if self.kind == "late":
+            return (f"late:{self.max_tokens}:{self.min_tokens}:p{self.breakpoint_percentile:g}:w{self.window}"
+                    f":pool={LATE_POOLING}")
         return f"semantic:{self.max_tokens}:{self.min_tokens}:p{self.breakpoint_percentile:g}"
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "max_tokens": self.max_tokens, "min_tokens": self.min_tokens,
-                "breakpoint_percentile": self.breakpoint_percentile, "overlap": self.overlap}
+                "breakpoint_percentile": self.breakpoint_percentile, "overlap": self.overlap, "window": self.window}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ChunkerSpec":
-        return cls(**{k: data[k] for k in ("kind", "max_tokens", "min_tokens", "breakpoint_percentile", "overlap")
-                      if k in data})
-
-    def build(self, counter: TokenCounter, embed: "SentenceEmbedder | None") -> "SemanticChunker | FixedSizeChunker":
-        if self.kind == "fixed":
-            return FixedSizeChunker(counter, max_tokens=self.max_tokens, overlap=self.overlap)
-        return SemanticChunker(counter, embed=embed, max_tokens=self.max_tokens, min_tokens=self.min_tokens,
-                               breakpoint_percentile=self.breakpoint_percentile)
+        return cls(**{k: data[k] for k in ("kind", "max_tokens", "min_tokens", "breakpoint_percentile", "overlap",
+                                           "window") if k in data})
 
 
 @dataclass(slots=True)
@@ -88,6 +101,7 @@ class Chunk:
     char_end: int
     pages: list[int] = field(default_factory=list)
     token_count: int = 0
+    vector: np.ndarray | None = None       # set by a chunker that computes the dense vector itself (late)
 
     @property
     def index_text(self) -> str:

@@ -32,9 +32,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fathom.ingest.chunking import ChunkerSpec, FixedSizeChunker, SemanticChunker
+from fathom.ingest.chunkers import Chunker, build_chunker
+from fathom.ingest.chunking import ChunkerSpec
 from fathom.ingest.document import Element, IngestError, ParsedDocument, ReasonCode
 from fathom.ingest.indexer import DocumentChunks, Indexer
+from fathom.ingest.overlap import overlapped
 from fathom.ingest.pii import PiiScanner, redacted_kinds
 from fathom.ingest.registry import DocumentRecord, PendingWrite, Registry
 from fathom.retrieval.bm25 import Bm25Params
@@ -82,8 +84,11 @@ class IngestReport:
     embeddings_computed: int = 0
     index_version: int | None = None
     # Wall time per stage; "embed_rerank" is the part of "embed" spent on index-time mpnet vectors.
+    # "embed" is all encoder time (breakpoint sentences, section passes, chunk vectors), "chunk" the rest of
+    # chunking, "points" BM25 vectors and payloads, "write" the store and the registry. With overlapped writes the
+    # stages run side by side, so they add up to more than the wall time.
     seconds: dict[str, float] = field(default_factory=lambda: {"parse": 0.0, "chunk": 0.0, "embed": 0.0,
-                                                               "embed_rerank": 0.0, "write": 0.0})
+                                                               "embed_rerank": 0.0, "points": 0.0, "write": 0.0})
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -112,7 +117,6 @@ def content_hash(parsed: ParsedDocument, tags: dict[str, str], config_key: str) 
     return h.hexdigest()
 
 
-Chunker = SemanticChunker | FixedSizeChunker
 ProgressHook = Callable[[int, int], None]   # (documents done, documents total or -1)
 
 
@@ -126,10 +130,21 @@ class RebuildReport:
     without_chunks: list[str] = field(default_factory=list)   # ids the version's chunker produced nothing for
 
 
+@dataclass(slots=True)
+class PreparedRebuild:
+    """A rebuild batch chunked and encoded, waiting for its write."""
+
+    target: IndexRef
+    layout: IndexLayout
+    chunked: list[tuple[DocumentChunks | None, DocumentRecord]]
+    docs: list[DocumentChunks]
+    embeddings_computed: int
+
+
 class IngestPipeline:
     def __init__(self, store: VectorStore, registry: Registry, indexer: Indexer, chunker: Chunker, *,
                  bm25: Bm25Params = Bm25Params(), pii: PiiScanner | None = None, with_rerank_vectors: bool = True,
-                 batch_docs: int = 64):
+                 batch_docs: int = 64, overlap_writes: bool = True):
         self.store = store
         self.registry = registry
         self.indexer = indexer
@@ -138,6 +153,7 @@ class IngestPipeline:
         self.pii = pii or PiiScanner(redact=False)
         self.with_rerank_vectors = with_rerank_vectors and indexer.rerank is not None
         self.batch_docs = batch_docs
+        self.overlap_writes = overlap_writes
         self._tenant_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._chunkers: dict[str, Chunker] = {}
@@ -163,7 +179,8 @@ class IngestPipeline:
             return self.chunker
         with self._locks_guard:
             if spec.key not in self._chunkers:
-                self._chunkers[spec.key] = spec.build(self.indexer.dense, self.indexer.embed_dense)
+                self._chunkers[spec.key] = build_chunker(spec, self.indexer.dense, self.indexer.embed_dense,
+                                                         self.indexer)
             return self._chunkers[spec.key]
 
     @contextmanager
@@ -200,20 +217,36 @@ class IngestPipeline:
 
     # --- main loop ------------------------------------------------------------------
     def ingest(self, tenant: Tenant, items: Iterable[IngestItem], *, total: int = -1,
-               progress: ProgressHook | None = None, target_version: int | None = None) -> IngestReport:
-        """Ingest ``items`` into the tenant's live index (or ``target_version`` during a reindex)."""
-        report = IngestReport()
-        done = 0
-        for batch in _batches(items, self.batch_docs):
-            self._ingest_batch(tenant, batch, report, target_version)
-            done += len(batch)
+               progress: ProgressHook | None = None, target_version: int | None = None,
+               report: IngestReport | None = None) -> IngestReport:
+        """Ingest ``items`` into the tenant's live index (or ``target_version`` during a reindex).
+
+        Batch n is written (BM25 vectors, payloads, store, registry) in a worker
+        thread while batch n + 1 is parsed, chunked and encoded here, so the
+        encoder does not wait for writes (``fathom.ingest.overlap``). ``progress``
+        is called here once a batch is written; pass ``report`` to read the
+        running counts (chunks written) from it.
+        """
+        report = report if report is not None else IngestReport()
+        done = [0]
+
+        def written(batch: list[IngestItem], _: None) -> None:
+            done[0] += len(batch)
             if progress:
-                progress(done, total)
+                progress(done[0], total)
+
+        overlapped(_batches(items, self.batch_docs),
+                   lambda batch: self._prepare_batch(tenant, batch, report, target_version),
+                   lambda prepared: self._write(tenant, prepared, report, target_version) if prepared else None,
+                   written, enabled=self.overlap_writes)
         return report
 
-    def _ingest_batch(self, tenant: Tenant, batch: list[IngestItem], report: IngestReport, target_version: int | None) -> None:
+    def _prepare_batch(self, tenant: Tenant, batch: list[IngestItem], report: IngestReport,
+                       target_version: int | None) -> list[tuple[IngestItem, ParsedDocument, str, DocumentChunks]]:
+        """Parse, skip unchanged, chunk and encode one batch (everything that needs no write lock)."""
         known = self.registry.hashes(tenant, [i.document_id for i in batch])
-        chunker = self.chunker_for(self._write_layout(tenant, target_version))
+        layout = self._write_layout(tenant, target_version)
+        chunker = self.chunker_for(layout)
         config_key = self.config_key_for(chunker)
         todo: list[tuple[IngestItem, ParsedDocument, str, set[str], dict[str, str]]] = []
         t0 = time.perf_counter()
@@ -238,12 +271,10 @@ class IngestPipeline:
             todo.append((item, parsed, digest, pii_found, tags))
         report.seconds["parse"] += time.perf_counter() - t0
         if not todo:
-            return
+            return []
         t0 = time.perf_counter()
-        before = self.indexer.embedded
+        before, model_s = self.indexer.embedded, self.indexer.model_seconds
         all_chunks = chunker.chunk_batch([t[1] for t in todo])
-        report.embeddings_computed += self.indexer.embedded - before
-        report.seconds["chunk"] += time.perf_counter() - t0
         prepared: list[tuple[IngestItem, ParsedDocument, str, DocumentChunks]] = []
         for (item, parsed, digest, pii_found, tags), chunks in zip(todo, all_chunks):
             if not chunks:
@@ -252,8 +283,16 @@ class IngestPipeline:
             payload = self._doc_payload(parsed, item.source_uri, parsed.title or item.title, digest, tags, pii_found)
             # doc_version 0 until _write decides it under the tenant's write lock.
             prepared.append((item, parsed, digest, DocumentChunks(item.document_id, 0, chunks, payload)))
-        if prepared:
-            self._write(tenant, prepared, report, target_version)
+        report.seconds["chunk"] += time.perf_counter() - t0 - (self.indexer.model_seconds - model_s)
+        # Vectors before the write lock (and beside the previous batch's write); a concurrent writer may still make
+        # a document unchanged, which then only cost its encode.
+        rerank_s = self.indexer.seconds["rerank"]
+        with_rerank = bool(layout.rerank_dim) if layout is not None else self.with_rerank_vectors
+        self.indexer.encode([p[3] for p in prepared], with_rerank=with_rerank)
+        report.embeddings_computed += self.indexer.embedded - before
+        report.seconds["embed"] += self.indexer.model_seconds - model_s
+        report.seconds["embed_rerank"] += self.indexer.seconds["rerank"] - rerank_s
+        return prepared
 
     def _write(self, tenant: Tenant, prepared: list[tuple[IngestItem, ParsedDocument, str, DocumentChunks]],
                report: IngestReport, target_version: int | None) -> None:
@@ -265,26 +304,27 @@ class IngestPipeline:
             ref = self._target(tenant, docs, target_version)
             layout = self.store.layout(ref)
             t0 = time.perf_counter()
-            before, rerank_s = self.indexer.embedded, self.indexer.seconds["rerank"]
-            points = self.indexer.points(tenant.id, docs, layout)
+            before = self.indexer.embedded
+            points = self.indexer.points(tenant.id, docs, layout)   # encodes only what encode() could not know
             report.embeddings_computed += self.indexer.embedded - before
-            report.seconds["embed"] += time.perf_counter() - t0
-            report.seconds["embed_rerank"] += self.indexer.seconds["rerank"] - rerank_s
+            report.seconds["points"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             # Intent first: if this process dies between the index write and the registry rows below, the next
             # owner of the store removes the chunks nobody recorded (recover_interrupted_writes).
             self.registry.begin_writes(tenant, ref.version, [(dc.document_id, dc.doc_version) for dc in docs])
             self.store.upsert(ref, points)
-            for item, parsed, digest, dc in prepared:
-                # Record, then drop the old version: a crash between the two leaves both versions' chunks and the
-                # new record, and recovery keeps the recorded one; the other order could lose both.
-                self.registry.upsert(DocumentRecord(
-                    tenant=tenant.id, document_id=dc.document_id, doc_version=dc.doc_version, status="ok",
-                    content_hash=digest, source_name=parsed.source_name, source_uri=item.source_uri,
-                    filetype=parsed.filetype, language=parsed.language, title=parsed.title or item.title,
-                    chunk_count=len(dc.chunks), size_bytes=len(parsed.text), tags=dc.doc_payload["tags"],
-                    doc_meta=parsed.metadata), parsed.elements)
-                self.store.delete_document(ref, dc.document_id, keep_version=dc.doc_version)
+            records = [(DocumentRecord(
+                tenant=tenant.id, document_id=dc.document_id, doc_version=dc.doc_version, status="ok",
+                content_hash=digest, source_name=parsed.source_name, source_uri=item.source_uri,
+                filetype=parsed.filetype, language=parsed.language, title=parsed.title or item.title,
+                chunk_count=len(dc.chunks), size_bytes=len(parsed.text), tags=dc.doc_payload["tags"],
+                doc_meta=parsed.metadata), parsed.elements) for item, parsed, digest, dc in prepared]
+            # Record, then drop the old versions: a crash between the two leaves both versions' chunks and the
+            # new record, and recovery keeps the recorded one; the other order could lose both.
+            self.registry.upsert_many(records)
+            for dc in docs:
+                if dc.doc_version > 1:   # version 1 is a first write: there is no older version to drop
+                    self.store.delete_document(ref, dc.document_id, keep_version=dc.doc_version)
                 report.outcomes.append(DocumentOutcome(dc.document_id, "ok", chunks=len(dc.chunks), doc_version=dc.doc_version))
             self.registry.end_writes(tenant, ref.version, [dc.document_id for dc in docs])
             report.seconds["write"] += time.perf_counter() - t0
@@ -400,17 +440,31 @@ class IngestPipeline:
         possibly more of them than it has now) are removed before its new ones
         are written.
         """
+        return self.write_rebuild(self.prepare_rebuild(target, documents))
+
+    def prepare_rebuild(self, target: IndexRef, documents: list[tuple[DocumentRecord, list[Element]]]) -> PreparedRebuild:
+        """The encoder half of :meth:`rebuild_batch`: chunk and encode (a reindex overlaps it with the last write)."""
         layout = self.store.layout(target)
         before = self.indexer.embedded
         chunked = self.chunk_records(documents, self.chunker_for(layout))
         docs = [dc for dc, _ in chunked if dc is not None]
-        points = self.indexer.points(target.tenant.id, docs, layout)
-        for _, rec in chunked:
-            self.store.delete_document(target, rec.document_id)
+        self.indexer.encode(docs, with_rerank=bool(layout.rerank_dim))
+        return PreparedRebuild(target, layout, chunked, docs, self.indexer.embedded - before)
+
+    def write_rebuild(self, prepared: PreparedRebuild, *, replace: bool = True) -> RebuildReport:
+        """The write half of :meth:`rebuild_batch`. ``replace=False`` skips removing each document's chunks first:
+        for the first pass of a build, where every document is written once into a version that was empty."""
+        target, chunked = prepared.target, prepared.chunked
+        before = self.indexer.embedded
+        points = self.indexer.points(target.tenant.id, prepared.docs, prepared.layout)
+        if replace:
+            for _, rec in chunked:
+                self.store.delete_document(target, rec.document_id)
         self.store.upsert(target, points)
         self.registry.record_version_chunks(target.tenant, target.version,
                                             {rec.document_id: len(dc.chunks) if dc else 0 for dc, rec in chunked})
-        return RebuildReport(documents=len(docs), chunks=len(points), embeddings_computed=self.indexer.embedded - before,
+        return RebuildReport(documents=len(prepared.docs), chunks=len(points),
+                             embeddings_computed=prepared.embeddings_computed + self.indexer.embedded - before,
                              without_chunks=[rec.document_id for dc, rec in chunked if dc is None])
 
     def _fail(self, tenant: Tenant, item: IngestItem, reason: str, message: str, report: IngestReport) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -254,24 +254,32 @@ class Registry:
             return {s: n for s, n in c.execute(q)}
 
     def upsert(self, rec: DocumentRecord, elements: list[Element] | None) -> None:
+        self.upsert_many([(rec, elements)])
+
+    def upsert_many(self, records: Sequence[tuple[DocumentRecord, list[Element] | None]]) -> None:
+        """Record documents in one transaction (a batch of an ingest is one commit, not one per document)."""
+        if not records:
+            return
         now = _now()
-        values = {
-            "doc_version": rec.doc_version, "status": rec.status, "reason": rec.reason, "error": rec.error,
-            "content_hash": rec.content_hash, "source_name": rec.source_name, "source_uri": rec.source_uri,
-            "filetype": rec.filetype, "language": rec.language, "title": rec.title, "chunk_count": rec.chunk_count,
-            "size_bytes": rec.size_bytes, "tags": json.dumps(rec.tags), "doc_meta": json.dumps(rec.doc_meta, default=str),
-            "elements": _pack_elements(elements) if elements is not None else None, "updated_at": now,
-        }
-        key = {"tenant": rec.tenant, "document_id": rec.document_id}
         with self.engine.begin() as c:
-            existing = c.execute(sa.select(documents.c.created_at).where(
-                documents.c.tenant == rec.tenant, documents.c.document_id == rec.document_id)).first()
-            if existing:
-                c.execute(documents.update().where(documents.c.tenant == rec.tenant,
-                                                   documents.c.document_id == rec.document_id).values(**values))
-            else:
-                c.execute(documents.insert().values(**key, **values, created_at=now))
-            self._log_change(c, rec.tenant, rec.document_id, now)
+            for rec, elements in records:
+                values = {
+                    "doc_version": rec.doc_version, "status": rec.status, "reason": rec.reason, "error": rec.error,
+                    "content_hash": rec.content_hash, "source_name": rec.source_name, "source_uri": rec.source_uri,
+                    "filetype": rec.filetype, "language": rec.language, "title": rec.title,
+                    "chunk_count": rec.chunk_count, "size_bytes": rec.size_bytes, "tags": json.dumps(rec.tags),
+                    "doc_meta": json.dumps(rec.doc_meta, default=str),
+                    "elements": _pack_elements(elements) if elements is not None else None, "updated_at": now,
+                }
+                key = {"tenant": rec.tenant, "document_id": rec.document_id}
+                existing = c.execute(sa.select(documents.c.created_at).where(
+                    documents.c.tenant == rec.tenant, documents.c.document_id == rec.document_id)).first()
+                if existing:
+                    c.execute(documents.update().where(documents.c.tenant == rec.tenant,
+                                                       documents.c.document_id == rec.document_id).values(**values))
+                else:
+                    c.execute(documents.insert().values(**key, **values, created_at=now))
+                self._log_change(c, rec.tenant, rec.document_id, now)
 
     def delete(self, tenant: Tenant, document_id: str) -> bool:
         with self.engine.begin() as c:

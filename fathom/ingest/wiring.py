@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fathom.ingest.chunkers import build_chunker as build_chunker_from_spec
 from fathom.ingest.chunking import ChunkerSpec
 from fathom.ingest.indexer import Indexer
 from fathom.ingest.pii import PiiScanner
@@ -25,12 +26,13 @@ def chunker_spec(settings: Settings, kind: str | None = None, max_tokens: int | 
     ing = settings.ingest
     budget = max_tokens or ing.max_chunk_tokens
     return ChunkerSpec(kind or ing.chunker, budget, min(ing.min_chunk_tokens, budget // 2),  # type: ignore[arg-type]
-                       ing.semantic_breakpoint_percentile, overlap=min(32, budget // 4))
+                       ing.semantic_breakpoint_percentile, overlap=min(32, budget // 4), window=ing.late_window)
 
 
 def build_chunker(settings: Settings, indexer: Indexer, kind: str | None = None) -> Chunker:
-    """The configured chunker; sentence embeddings for breakpoints go through the indexer (batched, cached)."""
-    return chunker_spec(settings, kind).build(indexer.dense, indexer.embed_dense)
+    """The configured chunker; sentence embeddings for breakpoints (and late chunking's section passes) go
+    through the indexer (batched, cached)."""
+    return build_chunker_from_spec(chunker_spec(settings, kind), indexer.dense, indexer.embed_dense, indexer)
 
 
 def build_ingest(settings: Settings, store: VectorStore, registry: Registry, models: Models, *,
@@ -41,5 +43,5 @@ def build_ingest(settings: Settings, store: VectorStore, registry: Registry, mod
         store, registry, indexer, build_chunker(settings, indexer, chunker),
         bm25=Bm25Params(settings.retrieval.bm25_k1, settings.retrieval.bm25_b),
         pii=PiiScanner(redact=settings.ingest.redact_pii),
-        with_rerank_vectors=settings.ingest.embed_mpnet,
+        with_rerank_vectors=settings.ingest.embed_mpnet, overlap_writes=settings.ingest.overlap_writes,
     )

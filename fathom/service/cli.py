@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ def ingest_paths(rt: Any, tenant: str, paths: list[Path], tags: dict[str, str], 
     """Ingest files with a progress bar; document id = path relative to the given folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fathom.ingest.ingest_pipeline import IngestItem
+    from fathom.ingest.ingest_pipeline import IngestItem, IngestReport
+    from fathom.ingest.progress import RateMeter
     from fathom.retrieval.tenancy import Tenant
 
     items = []
@@ -95,16 +97,23 @@ def ingest_paths(rt: Any, tenant: str, paths: list[Path], tags: dict[str, str], 
         for f in iter_files([root]):
             items.append(IngestItem(document_id=str(f.relative_to(base)), path=f, filename=f.name, tags=tags,
                                     source_uri=f.resolve().as_uri()))
+    report = IngestReport()
+    meter = RateMeter(len(items))
     with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=quiet, transient=False) as bar:
-        task = bar.add_task("ingest", total=len(items))
-        report = rt.ingest.ingest(Tenant(tenant), items, total=len(items),
-                                  progress=lambda done, total: bar.update(task, completed=done))
+                  TextColumn("{task.fields[rates]}"), disable=quiet, transient=False) as bar:
+        task = bar.add_task("ingest", total=len(items), rates="")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, rates=meter.update(done, report.chunks_written).describe())
+
+        rt.ingest.ingest(Tenant(tenant), items, total=len(items), progress=progress, report=report)
     live = rt.store.live_version(Tenant(tenant))
     if live is not None:
         from fathom.retrieval.store.contract import IndexRef
 
+        t0 = time.perf_counter()
         rt.store.optimize(IndexRef(Tenant(tenant), live))
+        report.seconds["optimize"] = time.perf_counter() - t0
     return report
 
 

@@ -135,7 +135,7 @@ def add_job_commands(sub: Any) -> None:
 
     r = sub.add_parser("reindex", help="rebuild a tenant's index as a new version, gated, then swap it in")
     r.add_argument("--tenant", required=True, type=tenant_arg)
-    r.add_argument("--chunker", choices=["semantic", "fixed"])
+    r.add_argument("--chunker", choices=["semantic", "fixed", "late"])
     r.add_argument("--max-chunk-tokens", type=int)
     r.add_argument("--bm25-k1", type=float)
     r.add_argument("--bm25-b", type=float)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,12 +86,44 @@ def mean_pool_normalise(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class SpanJob:
+    """One token sequence to run through the encoder and the token spans to mean-pool from its states.
+
+    ``ids`` already holds the special tokens; ``spans`` are ``[start, end)``
+    token positions. A span covering the whole sequence is exactly what
+    :meth:`OnnxEmbedder.embed` pools, so one pass can give a passage's own
+    vector or the vectors of pieces of it (late chunking).
+    """
+
+    ids: np.ndarray
+    spans: tuple[tuple[int, int], ...]
+
+
+def batches_by_tokens(lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[list[int]]:
+    """Indices grouped longest first, each group at most ``max_tokens`` once padded (and ``max_rows`` rows).
+
+    A fixed row count pads a batch of 512-token windows to 16k tokens and a
+    batch of 20-token titles to almost nothing; a token budget keeps every
+    encoder call about the same size, which is what the runtime is fastest at.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < max_rows and lengths[out[-1][0]] * (len(out[-1]) + 1) <= max_tokens:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
 class OnnxEmbedder:
     """Sentence embeddings from an exported bi-encoder; safe to share between threads."""
 
     def __init__(self, spec: ModelSpec, model_dir: Path, *, quantized: bool = True, threads: int = 2,
-                 allow_spinning: bool = False) -> None:
+                 allow_spinning: bool = False, batch_tokens: int = 256) -> None:
         self.spec = spec
+        self.batch_tokens = batch_tokens
         self.dim = spec.dim
         self.max_length = spec.max_seq_len
         self.quantized = quantized
@@ -109,19 +142,49 @@ class OnnxEmbedder:
         """Embed ``texts`` into an ``(n, dim)`` float32 array of unit vectors.
 
         Texts are grouped by token length so each batch pads to near its own
-        width (padding costs as much compute as real tokens); rows come back in
-        the caller's order.
+        width (padding costs as much compute as real tokens), at most
+        ``batch_size`` texts and ``batch_tokens`` padded tokens per call; rows
+        come back in the caller's order.
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids), reverse=True)
         out = np.empty((len(encodings), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for rows in batches_by_tokens([len(e.ids) for e in encodings], self.batch_tokens, batch_size):
             feed = pad_batch([encodings[i] for i in rows], self.spec.pad_id, self._input_names)
             (hidden,) = self._session.run([self._output_name], feed)
             out[rows] = mean_pool_normalise(hidden, feed["attention_mask"])
+        return out
+
+    def tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+        """Encodings without truncation, with character offsets: one pass per text gives the token count of any
+        span of it (chunkers count from offsets instead of re-tokenising every candidate piece)."""
+        return self._counter.encode_batch(list(texts))
+
+    def pool_spans(self, jobs: Sequence[SpanJob], max_batch_tokens: int | None = None,
+                   max_rows: int = 64) -> list[np.ndarray]:
+        """Mean token state over each span of each job, ``(len(spans), dim)`` per job, not normalised.
+
+        Jobs are batched by a padded-token budget, longest first. Sequences may
+        be longer than ``max_length`` (up to the model's positions): a late
+        chunker encodes a whole section once and pools its sentences and
+        chunks from the same states.
+        """
+        out: list[np.ndarray] = [np.empty((0, self.dim), dtype=np.float32)] * len(jobs)
+        for rows in batches_by_tokens([len(j.ids) for j in jobs], max_batch_tokens or self.batch_tokens, max_rows):
+            width = len(jobs[rows[0]].ids)
+            ids = np.full((len(rows), width), self.spec.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                n = len(jobs[i].ids)
+                ids[r, :n] = jobs[i].ids
+                mask[r, :n] = 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            (hidden,) = self._session.run([self._output_name], {k: feed[k] for k in self._input_names})
+            for r, i in enumerate(rows):
+                states = hidden[r]
+                out[i] = np.stack([states[a:b].mean(axis=0) if b > a else np.zeros(self.dim, dtype=np.float32)
+                                   for a, b in jobs[i].spans]).astype(np.float32, copy=False)
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -159,4 +222,4 @@ def load_embedder(spec: ModelSpec, settings: Settings | None = None, *, quantize
         log.warning("int8 %s did not pass verification or is missing; serving fp32 from %s", spec.name, model_dir)
         want_int8 = False
     return OnnxEmbedder(spec, model_dir, quantized=want_int8, threads=settings.models.threads,
-                        allow_spinning=settings.models.allow_spinning)
+                        allow_spinning=settings.models.allow_spinning, batch_tokens=settings.models.embed_batch_tokens)

@@ -17,8 +17,9 @@ class ReindexRequest(BaseModel):
     model_config = request_config(json_schema_extra={"examples": [
         {}, {"chunker": "fixed", "max_chunk_tokens": 128}, {"bm25_k1": 1.2, "bm25_b": 0.75, "embed_mpnet": False}]})
 
-    chunker: Literal["semantic", "fixed"] | None = Field(
-        None, description="semantic (structure + topic breaks) or fixed windows")
+    chunker: Literal["semantic", "fixed", "late"] | None = Field(
+        None, description="semantic (structure + topic breaks), late (the same cuts and vectors from one encoder "
+                     "pass per section) or fixed windows")
     max_chunk_tokens: int | None = Field(None, description="Token budget per chunk (16 to the embedder's limit, 256)")
     bm25_k1: float | None = Field(None, ge=0, le=10)
     bm25_b: float | None = Field(None, ge=0, le=1)
@@ -61,7 +62,8 @@ class JobOut(BaseModel):
     heartbeat_at: str | None
     worker: str | None = Field(description="host:pid of the process running (or that ran) the job")
     phase: str | None = Field(description="measure, build, optimize, catch_up, gate, swap")
-    progress: dict[str, int] = Field(description="done/total of the current phase")
+    progress: dict[str, float] = Field(description="done/total of the current phase; the build phase adds "
+                                                   "docs_per_s, chunks_per_s and eta_s")
     counts: dict[str, int]
     errors: list[dict[str, Any]] = Field(description="Per-document problems (first 100)")
     target_version: int | None = Field(description="The index version the job builds")

@@ -112,14 +112,16 @@ class InvalidatingIngest(IngestPipeline):
         self.generations = generations
 
     def ingest(self, tenant: Tenant, items: Iterable[IngestItem], *, total: int = -1,
-               progress: ProgressHook | None = None, target_version: int | None = None) -> IngestReport:
+               progress: ProgressHook | None = None, target_version: int | None = None,
+               report: IngestReport | None = None) -> IngestReport:
         def batch_done(done: int, of: int) -> None:
             self.generations.bump(tenant)
             if progress:
                 progress(done, of)
 
         try:
-            return super().ingest(tenant, items, total=total, progress=batch_done, target_version=target_version)
+            return super().ingest(tenant, items, total=total, progress=batch_done, target_version=target_version,
+                                  report=report)
         except BaseException:
             self.generations.bump(tenant)   # the failing batch may be partly written
             raise

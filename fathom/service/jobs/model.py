@@ -57,7 +57,7 @@ class JobRecord:
     heartbeat_at: float | None = None
     worker: str | None = None
     phase: str | None = None
-    progress: dict[str, int] = field(default_factory=dict)
+    progress: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None

@@ -35,7 +35,11 @@ from typing import Any, Literal, TypeVar
 
 from fathom.ingest.wiring import chunker_spec
 from fathom.ingest.indexer import Indexer
-from fathom.ingest.ingest_pipeline import Chunker
+from fathom.ingest.document import Element
+from fathom.ingest.ingest_pipeline import Chunker, PreparedRebuild, RebuildReport
+from fathom.ingest.overlap import overlapped
+from fathom.ingest.progress import RateMeter
+from fathom.ingest.registry import DocumentRecord
 from fathom.retrieval.bm25 import Bm25Params
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
@@ -57,7 +61,7 @@ T = TypeVar("T")
 class ReindexOptions:
     """How to build the new version; each unset option keeps the service's configuration."""
 
-    chunker: Literal["semantic", "fixed"] | None = None
+    chunker: Literal["semantic", "fixed", "late"] | None = None
     max_chunk_tokens: int | None = None
     bm25_k1: float | None = None
     bm25_b: float | None = None
@@ -158,17 +162,28 @@ class Reindex:
         return length / chunks if chunks else 100.0
 
     def _build(self, target: IndexRef, total: int) -> None:
-        done, missing = 0, []
-        for batch in _batches(self.rt.registry.iter_ok(self.tenant), self.rt.ingest.batch_docs):
+        """Rebuild every document into ``target``: batch n is written while batch n + 1 is chunked and encoded."""
+        missing: list[str] = []
+        meter, done, chunks = RateMeter(total), [0], [0]
+
+        def prepare(batch: list[tuple[DocumentRecord, list[Element]]]) -> PreparedRebuild:
             self.ctx.checkpoint()
-            report = self.rt.ingest.rebuild_batch(target, batch)
-            done += len(batch)
+            return self.rt.ingest.prepare_rebuild(target, batch)
+
+        def written(batch: list[tuple[DocumentRecord, list[Element]]], report: RebuildReport) -> None:
+            done[0] += len(batch)
+            chunks[0] += report.chunks
             self.ctx.count(documents=report.documents, chunks=report.chunks,
                            embeddings_computed=report.embeddings_computed)
             for document_id in report.without_chunks:
                 self.ctx.document_error(document_id, "no_chunks", "this chunking produced no chunk for the document")
-            missing += report.without_chunks
-            self.ctx.progress("build", done, total)
+            missing.extend(report.without_chunks)
+            self.ctx.report(phase="build", progress=meter.update(done[0], chunks[0]).as_progress())
+
+        # The version is new and each document comes once: nothing to replace in it.
+        overlapped(_batches(self.rt.registry.iter_ok(self.tenant), self.rt.ingest.batch_docs), prepare,
+                   lambda prepared: self.rt.ingest.write_rebuild(prepared, replace=False), written,
+                   enabled=self.rt.ingest.overlap_writes)
         if missing:
             raise JobFailed("documents_without_chunks",
                             f"{len(missing)} document(s) would be missing from the new version; it was not activated",
