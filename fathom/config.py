@@ -159,12 +159,14 @@ class JudgeSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    # late by measurement (README.16.md): the semantic chunker's cuts and vectors from one encoder pass per section,
+    # late by measurement (README "Ingestion" benchmark): the semantic chunker's cuts and vectors from one encoder pass per section,
     # hybrid nDCG@10 / R@100 within 0.005 of semantic on SciFact and CACM, 8.5x fewer encoder passes on SciFact.
     chunker: Literal["semantic", "fixed", "late"] = "late"
     max_chunk_tokens: int = 256
     min_chunk_tokens: int = 48
     semantic_breakpoint_percentile: float = 90.0
+    batch_documents: int = Field(64, ge=1, description="Documents per pipeline batch: encoded together, and "
+                                                       "recorded in the registry in one transaction")
     overlap_writes: bool = Field(True, description="Write batch n (BM25, store, registry) in a worker thread while "
                                                    "batch n + 1 is parsed, chunked and encoded")
     late_window: int = Field(512, ge=32, le=512, description="late chunking: tokens per encoder pass over a section "

@@ -44,4 +44,5 @@ def build_ingest(settings: Settings, store: VectorStore, registry: Registry, mod
         bm25=Bm25Params(settings.retrieval.bm25_k1, settings.retrieval.bm25_b),
         pii=PiiScanner(redact=settings.ingest.redact_pii),
         with_rerank_vectors=settings.ingest.embed_mpnet, overlap_writes=settings.ingest.overlap_writes,
+        batch_docs=settings.ingest.batch_documents,
     )

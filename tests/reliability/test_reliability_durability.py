@@ -43,6 +43,9 @@ PREFIX = "durability"           # Redis key prefix of this module's job system
 # rate limited, nor shed by the 2 s request deadline when other suites load this shared 2-core machine.
 NO_CACHE_NO_LIMITS = {"FATHOM_CACHE__ENABLED": "false", "FATHOM_LIMITS__ENABLED": "false",
                       "FATHOM_SERVICE__REQUEST_TIMEOUT_MS": "30000"}
+# A batch is recorded in the registry in one transaction, so the killed request must span several batches for the
+# kill to land between them (some of its batches recorded, one written or being written, the rest not started).
+SMALL_BATCHES = {"FATHOM_INGEST__BATCH_DOCUMENTS": "8"}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +125,7 @@ def test_sigkill_mid_ingest_batch_then_restart_and_resend(tmp_path, keys, docume
     """Kill the server while it registers the documents of an upload; the restart must show no trace of the
     unacknowledged part (beyond what the registry recorded), and resending the request must complete it."""
     state = tmp_path / "state"
-    env = server_env(state, keys, **NO_CACHE_NO_LIMITS)
+    env = server_env(state, keys, **NO_CACHE_NO_LIMITS, **SMALL_BATCHES)
     first, second = documents[:FIRST], documents[FIRST:]
     admin = keys.headers("admin")
 
