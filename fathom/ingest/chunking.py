@@ -212,16 +212,22 @@ class SemanticChunker:
 
     def groups(self, vectors: np.ndarray) -> list[list[int]]:
         """Cut where adjacent-sentence similarity falls below the section's percentile."""
-        sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
-        cut = np.percentile(sims, 100.0 - self.breakpoint_percentile)
-        groups, current = [], [0]
-        for i, sim in enumerate(sims, start=1):
-            if sim < cut:
-                groups.append(current)
-                current = []
-            current.append(i)
-        groups.append(current)
-        return groups
+        return breakpoint_groups(vectors, self.breakpoint_percentile)
+
+
+def breakpoint_groups(vectors: np.ndarray, breakpoint_percentile: float) -> list[list[int]]:
+    """Runs of consecutive sentence indices, cut where the cosine of adjacent (unit) sentence vectors falls below
+    the ``100 - breakpoint_percentile`` percentile of the section's (the semantic and late chunkers both cut so)."""
+    sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
+    cut = np.percentile(sims, 100.0 - breakpoint_percentile)
+    groups, current = [], [0]
+    for i, sim in enumerate(sims, start=1):
+        if sim < cut:
+            groups.append(current)
+            current = []
+        current.append(i)
+    groups.append(current)
+    return groups
 
 
 @dataclass

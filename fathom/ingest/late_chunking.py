@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fathom.ingest.chunking import PATH_SEP, Chunk, SectionEncoder, _Section, _sections, _Span
+from fathom.ingest.chunking import PATH_SEP, Chunk, SectionEncoder, _Section, _sections, _Span, breakpoint_groups
 from fathom.ingest.chunking import ChunkerSpec
 from fathom.ingest.document import ParsedDocument
 from fathom.ingest.indexer import PoolRequest
@@ -199,17 +199,7 @@ class LateChunker:
     def _groups(self, means: np.ndarray) -> list[list[int]]:
         """Cut where adjacent-sentence similarity falls below the section's percentile (as the semantic chunker)."""
         norms = np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        vectors = means / norms
-        sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
-        cut = np.percentile(sims, 100.0 - self.breakpoint_percentile)
-        groups, current = [], [0]
-        for i, sim in enumerate(sims, start=1):
-            if sim < cut:
-                groups.append(current)
-                current = []
-            current.append(i)
-        groups.append(current)
-        return groups
+        return breakpoint_groups(means / norms, self.breakpoint_percentile)
 
     @staticmethod
     def _tokens(plan: _LatePlan, r: tuple[int, int]) -> int:
