@@ -36,13 +36,12 @@ counted on its own. Metadata and JSON are never counted.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from fathom.retrieval.context.dedup import Deduplicator, Signatures, collapse, mmr
 from fathom.retrieval.context.document_cache import DocumentCache
 from fathom.retrieval.context.highlights import best_window, highlights
+from fathom.retrieval.context.lru import SizedLRU
 from fathom.retrieval.context.order import order_passages
 from fathom.retrieval.context.passages import (DocKey, grow, overlapping, respan, section_bounds, single,
                                                usable_documents)
@@ -171,27 +170,22 @@ class CountCache:
     """
 
     def __init__(self, max_chars: int):
-        self.max_chars = max_chars
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._chars = 0
-        self._lock = threading.Lock()
+        self._lru: SizedLRU[str, int] = SizedLRU(max_chars)
 
     def count(self, text: str, tokenizer: PromptTokenizer) -> int:
-        with self._lock:
-            n = self._counts.get(text)
-            if n is not None:
-                self._counts.move_to_end(text)
-                return n
-        n = tokenizer.count(text)
-        if len(text) <= self.max_chars:
-            with self._lock:
-                if text not in self._counts:
-                    self._counts[text] = n
-                    self._chars += len(text)
-                    while self._chars > self.max_chars:
-                        old, _ = self._counts.popitem(last=False)
-                        self._chars -= len(old)
+        n = self._lru.get(text)
+        if n is None:
+            n = tokenizer.count(text)
+            self._lru.put(text, n, len(text))
         return n
+
+    @property
+    def _chars(self) -> int:
+        return self._lru.size
+
+    @property
+    def _counts(self) -> dict[str, int]:
+        return {text: n for text, (n, _) in self._lru.items.items()}
 
 
 class _Packer:

@@ -15,9 +15,7 @@ not keep 4,000 small ones out, nor the reverse.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
+from fathom.retrieval.context.lru import SizedLRU
 from fathom.retrieval.context.types import StoredDocument
 
 CacheKey = tuple[str, str, int, str]   # tenant id, document id, version, content hash
@@ -25,38 +23,23 @@ CacheKey = tuple[str, str, int, str]   # tenant id, document id, version, conten
 
 class DocumentCache:
     def __init__(self, max_chars: int):
-        self.max_chars = max_chars
-        self._docs: OrderedDict[CacheKey, StoredDocument] = OrderedDict()
-        self._chars = 0
-        self._lock = threading.Lock()
+        self._lru: SizedLRU[CacheKey, StoredDocument] = SizedLRU(max_chars)
         self.hits = 0
         self.misses = 0
 
     def get(self, tenant_id: str, document_id: str, version: int, content_hash: str | None) -> StoredDocument | None:
         if content_hash is None:
             return None
-        key = (tenant_id, document_id, version, content_hash)
-        with self._lock:
-            doc = self._docs.get(key)
-            if doc is None:
-                self.misses += 1
-                return None
-            self._docs.move_to_end(key)
+        doc = self._lru.get((tenant_id, document_id, version, content_hash))
+        if doc is None:
+            self.misses += 1
+        else:
             self.hits += 1
-            return doc
+        return doc
 
     def put(self, tenant_id: str, doc: StoredDocument) -> None:
-        if doc.content_hash is None or len(doc.text) > self.max_chars:
-            return
-        key = (tenant_id, doc.document_id, doc.doc_version, doc.content_hash)
-        with self._lock:
-            if key in self._docs:
-                return
-            self._docs[key] = doc
-            self._chars += len(doc.text)
-            while self._chars > self.max_chars:
-                _, old = self._docs.popitem(last=False)
-                self._chars -= len(old.text)
+        if doc.content_hash is not None:
+            self._lru.put((tenant_id, doc.document_id, doc.doc_version, doc.content_hash), doc, len(doc.text))
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return len(self._lru)
