@@ -87,7 +87,8 @@ class ContextAssembler:
             chosen, used = _expand(chosen, docs, opts, cost, used, overhead)
         collapsed = packer.collapsed
         if opts.dedup:
-            chosen, late = collapse(chosen, opts.dedup_threshold, signatures)
+            chosen, late = collapse(chosen, opts.dedup_threshold, signatures,
+                                    packer.dedup.compared if packer.dedup is not None else ())
             collapsed += late
         out = order_passages(chosen, opts.order)
         out, context, used = self._fit(out, opts, terms, cost)
@@ -214,6 +215,7 @@ class _Packer:
             return True
         if room - self.overhead < self.min_fragment and len(c.text) > _MAX_CHARS_PER_TOKEN * (room - self.overhead):
             return True                          # cannot fit whole, too little room for a fragment: not even counted
+        found = self.dedup is not None
         if self.dedup is not None:
             owner = self.dedup.find(c.text, c.document_id)
             if owner is not None:
@@ -238,7 +240,7 @@ class _Packer:
         self.passages.append(p)
         self.used += n + self.overhead
         if self.dedup is not None:
-            self.dedup.register(c.text, c.document_id, len(self.passages) - 1)
+            self.dedup.register(c.text, c.document_id, len(self.passages) - 1, found=found)
         return True
 
     def _extends(self, c: ContextChunk) -> int | None:

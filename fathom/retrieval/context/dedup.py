@@ -4,9 +4,9 @@ Two passages are the same text when their word vocabularies and their word
 3-gram shingles (NFKC-casefolded words: case, punctuation and spacing do not
 matter) both overlap at the threshold (Jaccard, 0.8 by default: the same
 abstract re-posted with a changed byline or reflowed still collapses; two
-abstracts on one topic share far fewer 3-grams), or when the lower-scored
-one is mostly inside the other (90% of its vocabulary and shingles), as
-boilerplate often is. The best-scored passage is kept and lists the others as
+abstracts on one topic share far fewer 3-grams), or when the smaller one is
+mostly inside the other (90% of its vocabulary and shingles), as
+boilerplate often is; the test is symmetric. The best-scored passage is kept and lists the others as
 ``duplicates``.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -71,31 +71,35 @@ class Signatures:
 
 
 def same_text(a: Signature, b: Signature, threshold: float) -> bool:
-    """``b`` (the lower-scored) repeats ``a``. The vocabulary test is cheap and rules out almost every pair before
-    any shingle is built; the shingle test tells a re-post from a different text on the same topic."""
+    """``a`` and ``b`` are the same text, either way round: Jaccard at ``threshold``, or the smaller mostly inside
+    the larger, for both the vocabularies and the shingles. The vocabulary test is cheap and rules out almost every
+    pair before any shingle is built; the shingle test tells a re-post from a different text on the same topic."""
     return _similar(a.vocabulary, b.vocabulary, threshold) and _similar(a.shingles, b.shingles, threshold)
 
 
 def _similar(a: frozenset[Any], b: frozenset[Any], threshold: float) -> bool:
     if not a or not b:
         return False
-    if len(b) > len(a) and len(a) / len(b) < min(threshold, CONTAINMENT):
-        return False                       # both ratios are bounded by the size ratio: no need to intersect
+    small, large = (len(a), len(b)) if len(a) <= len(b) else (len(b), len(a))
     common = len(a & b)
-    return common / (len(a) + len(b) - common) >= threshold or common / len(b) >= CONTAINMENT
+    return common / (small + large - common) >= threshold or common / small >= CONTAINMENT
 
 
 class Deduplicator:
     """Near-duplicate check in packing order: the first (best-ranked) text of a group owns the later ones.
 
     Only texts packing reaches are compared (no time is spent on candidates
-    the budget never gets to).
+    the budget never gets to). Every text that went through :meth:`find` has
+    been compared with every other document's text registered before or after
+    it (``compared``), so the final :func:`collapse` need not compare two of
+    them again.
     """
 
     def __init__(self, threshold: float, signatures: Signatures | None = None):
         self.threshold = threshold
         self.signatures = signatures or Signatures()
         self.seen: list[tuple[int, str, Signature]] = []
+        self.compared: set[str] = set()
 
     def find(self, text: str, document_id: str) -> int | None:
         """The key of a registered text of another document that ``text`` repeats, else None.
@@ -107,37 +111,40 @@ class Deduplicator:
         if not others:
             return None
         sig = self.signatures(text)
-        n, t = len(sig.vocabulary), self.threshold
-        # Only a text of comparable size can be a Jaccard match, or a larger one that contains this one.
-        return next((key for key, other in others if (len(other.vocabulary) * t <= n or n == 0)
-                     and same_text(other, sig, t)), None)
+        return next((key for key, other in others if same_text(other, sig, self.threshold)), None)
 
-    def register(self, text: str, document_id: str, key: int) -> None:
+    def register(self, text: str, document_id: str, key: int, found: bool = False) -> None:
+        """Remember ``text`` (packed under ``key``); ``found``: it went through :meth:`find` just before."""
         self.seen.append((key, document_id, self.signatures(text)))
+        if found:
+            self.compared.add(text)
 
 
-def collapse(passages: Sequence[Passage], threshold: float,
-             signatures: Signatures | None = None) -> tuple[list[Passage], int]:
-    """The final check on what goes out: no two passages of different documents are near-identical either way.
+def collapse(passages: Sequence[Passage], threshold: float, signatures: Signatures | None = None,
+             compared: Collection[str] = ()) -> tuple[list[Passage], int]:
+    """The final check on what goes out: no two passages of different documents are near-identical.
 
     Chunk-level checks during packing miss copies the chunker cut at other
-    places (a re-post under another title shifts the breakpoints); whole
-    passages compare like with like. Best-ranked kept; returns the kept
-    passages and how many were collapsed.
+    places (a re-post under another title shifts the breakpoints) and the
+    pieces packing cut or merged; whole passages compare like with like. Two
+    passages whose texts are both in ``compared`` (checked against each other
+    while packing, :class:`Deduplicator`) are not compared again. Best-ranked
+    kept; returns the kept passages and how many were collapsed.
     """
     signature = signatures or Signatures()
-    kept: list[tuple[Passage, Signature]] = []
+    kept: list[tuple[Passage, Signature, bool]] = []
     for p in sorted(passages, key=lambda p: p.rank):
         sig = signature(p.text)
-        owner = next((k for k, ks in kept if k.document_id != p.document_id
-                      and (same_text(ks, sig, threshold) or same_text(sig, ks, threshold))), None)
+        checked = p.text in compared
+        owner = next((k for k, ks, k_checked in kept if k.document_id != p.document_id
+                      and not (checked and k_checked) and same_text(ks, sig, threshold)), None)
         if owner is None:
-            kept.append((p, sig))
+            kept.append((p, sig, checked))
             continue
         owner.duplicates += [Duplicate(p.document_id, p.doc_version, p.source, p.char_start, p.char_end,
                                        p.chunk_ids, p.score), *p.duplicates]
         owner.flags = owner.flags | p.flags
-    return [p for p, _ in kept], len(passages) - len(kept)
+    return [p for p, _, _ in kept], len(passages) - len(kept)
 
 
 def mmr(passages: Sequence[Ranked], diversity: float) -> list[Ranked]:

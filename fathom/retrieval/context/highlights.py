@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from fathom.retrieval.context.passages import overlapping
+from fathom.retrieval.context.passages import overlapping, word_ends, word_starts
 from fathom.retrieval.context.terms import QueryTerms
 from fathom.retrieval.context.types import Highlight, Passage
 
@@ -53,40 +53,55 @@ def best_window(p: Passage, terms: QueryTerms, room: int, cost: Callable[[str], 
         return _prefix(p, s, s, e, room, cost, terms)
     _, lo, hi, total = best
     if room - total > 1 and hi + 1 < len(sents):      # the rest: the next sentence's first words ...
-        return _prefix(p, sents[lo][0], sents[hi + 1][0], sents[hi + 1][1], room, cost, terms) or \
+        return _prefix(p, sents[lo][0], sents[hi + 1][0], sents[hi + 1][1], room, cost, terms, total) or \
             _cut(p, sents[lo][0], sents[hi][1], terms)
     if room - total > 1 and lo > 0:                    # ... or, at the passage's end, the previous one's last words
-        return _suffix(p, sents[lo - 1][0], sents[lo][0], sents[hi][1], room, cost, terms) or \
+        return _suffix(p, sents[lo - 1][0], sents[lo][0], sents[hi][1], room, cost, terms, total - 1) or \
             _cut(p, sents[lo][0], sents[hi][1], terms)
     return _cut(p, sents[lo][0], sents[hi][1], terms)
 
 
 def _prefix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str], int],
-            terms: QueryTerms) -> Passage | None:
-    """``p.text[s:x]`` for the largest word boundary ``x`` in ``(at, e]`` within ``room`` tokens (binary search)."""
-    ends = [i for i in range(at + 1, e) if p.text[i] == " " and p.text[i - 1] != " "] + [e]
-    lo, hi, found = 0, len(ends) - 1, -1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if cost(p.text[s:ends[mid]]) <= room:
-            found, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    return _cut(p, s, ends[found], terms) if found >= 0 else None
+            terms: QueryTerms, base: int = 0) -> Passage | None:
+    """``p.text[s:x]`` for a word boundary ``x`` in ``(at, e]`` within ``room`` tokens (binary search).
+
+    ``base`` estimates the tokens of ``p.text[s:at]`` (the whole sentences already chosen): the search then counts
+    only the words after ``at``, and the one text it picks is counted whole to check it; should that miss (a BPE
+    merge across the seam), whole prefixes are counted. Counting short pieces instead of the whole window at each
+    step was most of the cost of trimming a passage.
+    """
+    ends = word_ends(p.text, at, e) + [e]
+    if base and at > s:
+        i = _last_fit(ends, lambda x: cost(p.text[at:x]) <= room - base)
+        if i >= 0 and cost(p.text[s:ends[i]]) <= room:
+            return _cut(p, s, ends[i], terms)
+    i = _last_fit(ends, lambda x: cost(p.text[s:x]) <= room)
+    return _cut(p, s, ends[i], terms) if i >= 0 else None
 
 
 def _suffix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str], int],
-            terms: QueryTerms) -> Passage | None:
-    """``p.text[x:e]`` for the smallest word start ``x`` in ``[s, at)`` within ``room`` tokens (binary search)."""
-    starts = [s] + [i for i in range(s + 1, at) if p.text[i - 1] == " " and p.text[i] != " "]
-    lo, hi, found = 0, len(starts) - 1, -1
+            terms: QueryTerms, base: int = 0) -> Passage | None:
+    """``p.text[x:e]`` for a word start ``x`` in ``[s, at)`` within ``room`` tokens (``base``: as in _prefix, for
+    ``p.text[at:e]``)."""
+    starts = ([s] + word_starts(p.text, s, at))[::-1]      # nearest ``at`` first: the search keeps the last fit
+    if base:
+        i = _last_fit(starts, lambda x: cost(p.text[x:at]) <= room - base)
+        if i >= 0 and cost(p.text[starts[i]:e]) <= room:
+            return _cut(p, starts[i], e, terms)
+    i = _last_fit(starts, lambda x: cost(p.text[x:e]) <= room)
+    return _cut(p, starts[i], e, terms) if i >= 0 else None
+
+
+def _last_fit(marks: list[int], fits: Callable[[int], bool]) -> int:
+    """The index of the last mark that fits, where fitting is monotone (every mark before a fitting one fits)."""
+    lo, hi, found = 0, len(marks) - 1, -1
     while lo <= hi:
         mid = (lo + hi) // 2
-        if cost(p.text[starts[mid]:e]) <= room:
-            found, hi = mid, mid - 1
+        if fits(marks[mid]):
+            found, lo = mid, mid + 1
         else:
-            lo = mid + 1
-    return _cut(p, starts[found], e, terms) if found >= 0 else None
+            hi = mid - 1
+    return found
 
 
 def _cut(p: Passage, s: int, e: int, terms: QueryTerms) -> Passage:

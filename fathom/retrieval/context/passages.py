@@ -9,6 +9,7 @@ own, never invented.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -66,6 +67,20 @@ def section_bounds(doc: StoredDocument, start: int, end: int) -> tuple[int, int]
     while hi + 1 < len(blocks) and (blocks[hi + 1].section_path == path or blocks[hi + 1].start < end):
         hi += 1
     return min(blocks[lo].start, start), max(blocks[hi].end, end)
+
+
+_WORD_END = re.compile(r"(?<=[^ ]) ")
+_WORD_START = re.compile(r"(?<= )[^ ]")
+
+
+def word_ends(text: str, lo: int, hi: int) -> list[int]:
+    """Offsets ``i`` in ``(lo, hi)`` where a word ends (``text[i]`` a space after a non-space)."""
+    return [m.start() for m in _WORD_END.finditer(text, lo + 1, hi)]
+
+
+def word_starts(text: str, lo: int, hi: int) -> list[int]:
+    """Offsets ``i`` in ``(lo, hi)`` where a word starts (a non-space after a space)."""
+    return [m.start() for m in _WORD_START.finditer(text, lo + 1, hi)]
 
 
 def sentence_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -129,11 +144,7 @@ def _words_within(text: str, fixed: int, far: int, room: int, cost: Callable[[st
     Returns (tokens, x), or None when not one word fits. Binary search over the boundaries.
     """
     forward = far > fixed
-    lo_, hi_ = (fixed, far) if forward else (far, fixed)
-    if forward:
-        marks = [i for i in range(lo_ + 1, hi_) if text[i] == " " and text[i - 1] != " "]
-    else:
-        marks = [i for i in range(lo_ + 1, hi_) if text[i - 1] == " " and text[i] != " "][::-1]
+    marks = word_ends(text, fixed, far) if forward else word_starts(text, far, fixed)[::-1]
     best: tuple[int, int] | None = None
     lo, hi = 0, len(marks) - 1
     while lo <= hi:
