@@ -114,6 +114,18 @@ def cmd_bench_guard(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_judge_signal(args: argparse.Namespace, settings: Settings) -> int:
+    """What a trained cross-encoder's scores add to the judge (fathom/benchmarks/judge_signal.py)."""
+    from fathom.benchmarks.judge_signal import format_signal, run_judge_signal
+    from fathom.benchmarks.rerank_bench import reranker_dir
+
+    datasets = [Path(n) if "/" in n else data_dir() / n for n in args.datasets.split(",")]
+    results = run_judge_signal(datasets, settings, reranker_dir(settings, args.reranker),
+                               depths=[int(d) for d in args.depths.split(",")], split=args.split,
+                               keep_index=Path(args.keep_index) if args.keep_index else None)
+    return _report(format_signal(results), results, args.json)
+
+
 def cmd_bench_context(args: argparse.Namespace, settings: Settings) -> int:
     from fathom.benchmarks.context_bench import format_rows, plot, run_context_bench
 
@@ -184,6 +196,15 @@ def register(cli: Any) -> None:
     bx.add_argument("--json", help="write the rows here (and <name>.meta.json, <name>.png beside it)")
     bx.add_argument("--plot", help="PNG of evidence recall vs tokens (default: beside --json)")
     bx.set_defaults(fn=cmd_bench_context)
+    bs = bench.add_parser("judge-signal", help="what a trained cross-encoder's scores add to the judge: AUC and "
+                                               "unanswerable rejection, answerable vs evidence-withheld heads")
+    bs.add_argument("--reranker", required=True, help="a trained reranker under <model_dir>/rerankers/")
+    bs.add_argument("--datasets", default="scifact,cacm", help="names under data_dir, or paths (comma-separated)")
+    bs.add_argument("--depths", default="3,5,10", help="head chunks the cross-encoder scores")
+    bs.add_argument("--split", default="test")
+    bs.add_argument("--keep-index", metavar="DIR", help="keep each dataset's index in DIR/<dataset> and reuse it")
+    bs.add_argument("--json", help="write the results here")
+    bs.set_defaults(fn=cmd_bench_judge_signal)
     bg = bench.add_parser("guard", help="answerable vs on-topic unanswerable vs off-domain: rejection, AUC, calibration")
     bg.add_argument("--datasets", metavar="PATH,...", help="BEIR folders (default: <data_dir>/scifact,<data_dir>/cacm); "
                                                            "each one's off-domain questions are the others' queries")
