@@ -27,10 +27,10 @@ near-duplicate that packing collapsed into a passage (listed in its
 is checked against its budget (``over_budget`` counts violations; must be 0).
 ``p95_ms`` is the in-process wall-clock P95 of the packing itself (the
 assembler's ``run``, the stored-document lookup included). Each method is
-timed as served, with its process caches (stored documents; each text's
-count, sentences and signature), warmed by the *other* half of the queries
-only (two folds; see ``_packed``), and ``default-registry`` with none: every
-document read from the registry, every text analysed, every time;
+timed as served, with its process caches (stored documents; token counts
+of exact texts), warmed by the *other* half of the queries only (two folds;
+see ``_packed``), and ``default-registry`` with none: every document read
+from the registry, every text counted, every time;
 ``p95_cpu_ms`` the same in CPU time of the packing thread (on a loaded machine
 the wall clock mostly measures waiting for a core), beside the P95 of the
 retrieval that produced the candidates in the same run.
@@ -219,6 +219,10 @@ def _assembler(ds: _Dataset, tokenizer: PromptTokenizer, cached: bool) -> Contex
                             count_cache_chars=cfg.count_cache_chars)
 
 
+def _input(ds: _Dataset, qid: str, opts: ContextOptions) -> ContextInput:
+    return ContextInput(ds.index.tenant, ds.queries[qid], ds.status[qid], ds.chunks[qid], opts)
+
+
 def _packed(ds: _Dataset, tokenizer: PromptTokenizer, opts: ContextOptions,
             cached: bool) -> dict[str, tuple[ContextOutput, float, float]]:
     """Each query's context with its wall and CPU ms, in two folds: a new assembler serves the other half of the
@@ -232,9 +236,9 @@ def _packed(ds: _Dataset, tokenizer: PromptTokenizer, opts: ContextOptions,
         assembler = _assembler(ds, tokenizer, cached)
         if cached:
             for qid in warm:
-                assembler.run(ContextInput(ds.index.tenant, ds.queries[qid], ds.status[qid], ds.chunks[qid], opts))
+                assembler.run(_input(ds, qid, opts))
         for qid in timed:
-            inp = ContextInput(ds.index.tenant, ds.queries[qid], ds.status[qid], ds.chunks[qid], opts)
+            inp = _input(ds, qid, opts)
             t0, c0 = time.perf_counter(), time.thread_time()
             res = assembler.run(inp)
             out[qid] = (res, (time.perf_counter() - t0) * 1000.0, (time.thread_time() - c0) * 1000.0)
@@ -250,8 +254,7 @@ def run_dataset(ds: _Dataset, tokenizer: PromptTokenizer, budgets: Sequence[int]
     over_real: dict[int, dict[str, float]] = {}
     warmup = _assembler(ds, tokenizer, cached=False)
     for qid in list(ds.queries)[:5]:                           # warm-up of the packing code paths (not of caches)
-        warmup.run(ContextInput(ds.index.tenant, ds.queries[qid], ds.status[qid], ds.chunks[qid],
-                                ContextOptions(max_tokens=budgets[-1])))
+        warmup.run(_input(ds, qid, ContextOptions(max_tokens=budgets[-1])))
     for budget in budgets:
         packs = [naive(ds.chunks[q], budget, tokenizer) for q in ds.queries]
         rows.append(_row(ds.name, budget, "naive", packs, [evidence(p.spans, ds.relevant[q])
@@ -273,9 +276,8 @@ def run_dataset(ds: _Dataset, tokenizer: PromptTokenizer, budgets: Sequence[int]
             rows.append(_row(ds.name, budget, name, packs, hits))
         # The approximation's budget, counted by the real tokenizer (what the app's LLM would see).
         ratios = []
-        for qid, text in ds.queries.items():
-            out = approx.run(ContextInput(ds.index.tenant, text, ds.status[qid], ds.chunks[qid],
-                                          ContextOptions(max_tokens=budget)))
+        for qid in ds.queries:
+            out = approx.run(_input(ds, qid, ContextOptions(max_tokens=budget)))
             ratios.append(sum(tokenizer.count(p.text) for p in out.passages) / budget)
         over_real[budget] = {"max_real_over_budget": round(max(ratios), 4),
                              "mean_real_over_budget": round(float(np.mean(ratios)), 4),

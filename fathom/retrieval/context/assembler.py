@@ -215,7 +215,6 @@ class _Packer:
             return True
         if room - self.overhead < self.min_fragment and len(c.text) > _MAX_CHARS_PER_TOKEN * (room - self.overhead):
             return True                          # cannot fit whole, too little room for a fragment: not even counted
-        found = self.dedup is not None
         if self.dedup is not None:
             owner = self.dedup.find(c.text, c.document_id)
             if owner is not None:
@@ -240,7 +239,7 @@ class _Packer:
         self.passages.append(p)
         self.used += n + self.overhead
         if self.dedup is not None:
-            self.dedup.register(c.text, c.document_id, len(self.passages) - 1, found=found)
+            self.dedup.register(c.text, c.document_id, len(self.passages) - 1, found=True)   # find() ran above
         return True
 
     def _extends(self, c: ContextChunk) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from fathom.retrieval.context.passages import overlapping, word_ends, word_starts
+from fathom.retrieval.context.passages import last_fit, overlapping, word_ends, word_starts
 from fathom.retrieval.context.terms import QueryTerms
 from fathom.retrieval.context.types import Highlight, Passage
 
@@ -72,10 +72,10 @@ def _prefix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str]
     """
     ends = word_ends(p.text, at, e) + [e]
     if base and at > s:
-        i = _last_fit(ends, lambda x: cost(p.text[at:x]) <= room - base)
+        i = last_fit(ends, lambda x: cost(p.text[at:x]) <= room - base)
         if i >= 0 and cost(p.text[s:ends[i]]) <= room:
             return _cut(p, s, ends[i], terms)
-    i = _last_fit(ends, lambda x: cost(p.text[s:x]) <= room)
+    i = last_fit(ends, lambda x: cost(p.text[s:x]) <= room)
     return _cut(p, s, ends[i], terms) if i >= 0 else None
 
 
@@ -85,23 +85,11 @@ def _suffix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str]
     ``p.text[at:e]``)."""
     starts = ([s] + word_starts(p.text, s, at))[::-1]      # nearest ``at`` first: the search keeps the last fit
     if base:
-        i = _last_fit(starts, lambda x: cost(p.text[x:at]) <= room - base)
+        i = last_fit(starts, lambda x: cost(p.text[x:at]) <= room - base)
         if i >= 0 and cost(p.text[starts[i]:e]) <= room:
             return _cut(p, starts[i], e, terms)
-    i = _last_fit(starts, lambda x: cost(p.text[x:e]) <= room)
+    i = last_fit(starts, lambda x: cost(p.text[x:e]) <= room)
     return _cut(p, starts[i], e, terms) if i >= 0 else None
-
-
-def _last_fit(marks: list[int], fits: Callable[[int], bool]) -> int:
-    """The index of the last mark that fits, where fitting is monotone (every mark before a fitting one fits)."""
-    lo, hi, found = 0, len(marks) - 1, -1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if fits(marks[mid]):
-            found, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    return found
 
 
 def _cut(p: Passage, s: int, e: int, terms: QueryTerms) -> Passage:

@@ -145,14 +145,22 @@ def _words_within(text: str, fixed: int, far: int, room: int, cost: Callable[[st
     """
     forward = far > fixed
     marks = word_ends(text, fixed, far) if forward else word_starts(text, far, fixed)[::-1]
-    best: tuple[int, int] | None = None
-    lo, hi = 0, len(marks) - 1
+
+    def piece(x: int) -> str:
+        return text[fixed:x] if forward else text[x:fixed]
+
+    i = last_fit(marks, lambda x: cost(piece(x)) <= room)
+    return (cost(piece(marks[i])), marks[i]) if i >= 0 else None    # counted already: the counter memoizes
+
+
+def last_fit(marks: Sequence[int], fits: Callable[[int], bool]) -> int:
+    """The index of the last mark that fits, where fitting is monotone (every mark before a fitting one fits);
+    -1 when none does. Binary search: ~log2(len(marks)) calls of ``fits``."""
+    lo, hi, found = 0, len(marks) - 1, -1
     while lo <= hi:
         mid = (lo + hi) // 2
-        piece = text[fixed:marks[mid]] if forward else text[marks[mid]:fixed]
-        n = cost(piece)
-        if n <= room:
-            best, lo = (n, marks[mid]), mid + 1
+        if fits(marks[mid]):
+            found, lo = mid, mid + 1
         else:
             hi = mid - 1
-    return best
+    return found
