@@ -59,6 +59,7 @@ from fathom.ingest.stored_text import RegistryDocuments
 from fathom.retrieval.components import build_pipeline
 from fathom.retrieval.context import (ContextAssembler, ContextChunk, ContextInput, ContextOptions, ContextOutput,
                                       DocumentCache, load_tokenizer)
+from fathom.retrieval.context.facts import chunk_facts
 from fathom.retrieval.context.tokens import APPROX, PromptTokenizer
 from fathom.retrieval.guard import Status
 from fathom.retrieval.ir_metrics import percentile
@@ -293,6 +294,8 @@ def run_context_bench(datasets: Sequence[Path], settings: Settings, *, budgets: 
                       tokenizer: str = "cl100k_base", keep_index: Path | None = None,
                       log: Log = print) -> dict[str, Any]:
     tok = load_tokenizer(tokenizer)
+    # The tokenizer the app configured is the one ingest counts chunks with (facts.ChunkFacts), as a service would.
+    settings = settings.model_copy(update={"context": settings.context.model_copy(update={"tokenizer": tokenizer})})
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {"tokenizer": tok.name, "top_k": top_k, "split": split, "budgets": list(budgets),
                             "evidence_rule": f"min({EVIDENCE_MIN_CHARS} chars, {EVIDENCE_MIN_SHARE:g} of the document)",
@@ -311,12 +314,29 @@ def run_context_bench(datasets: Sequence[Path], settings: Settings, *, budgets: 
                 "retrieve_p95_ms": round(percentile(ds.retrieve_ms, 95), 2),
                 "retrieve_p50_ms": round(percentile(ds.retrieve_ms, 50), 2),
                 "no_relevant_context": sum(s is Status.NO_RELEVANT_CONTEXT for s in ds.status.values()),
-                "approx_packing_vs_real": over}
+                "approx_packing_vs_real": over,
+                # Chunks whose ingest-time counts are this tokenizer's (an index built with another one: ~0, slower).
+                "facts_applied": round(_facts_share(ds, tok), 4),
+                "facts_cost": _facts_cost(ds, tok)}
         finally:
             ds.close()
     if tok.name != APPROX:
         meta["tokenizer_error"] = tokenizer_error(sorted(set(all_texts)), tok, load_tokenizer(APPROX))
     return {"rows": rows, "meta": meta}
+
+
+def _facts_share(ds: _Dataset, tok: PromptTokenizer) -> float:
+    chunks = [c for cs in ds.chunks.values() for c in cs]
+    return sum(c.facts is not None and c.facts.applies(c.text, tok) for c in chunks) / max(len(chunks), 1)
+
+
+def _facts_cost(ds: _Dataset, tok: PromptTokenizer) -> dict[str, float]:
+    """What ingest pays for the facts: ``chunk_facts`` over every corpus text (about the chunks' characters)."""
+    texts = [d.text for d in ds.index.dataset.corpus()]
+    t0 = time.process_time()
+    for text in texts:
+        chunk_facts(text, tok)
+    return {"documents": len(texts), "chars": sum(map(len, texts)), "cpu_s": round(time.process_time() - t0, 2)}
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:

@@ -18,6 +18,9 @@ import numpy as np
 
 from fathom.ingest.chunking import PATH_SEP, Chunk
 from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params, tokenize
+from fathom.retrieval.context.facts import PAYLOAD_KEY as FACTS_KEY
+from fathom.retrieval.context.facts import chunk_facts
+from fathom.retrieval.context.tokens import PromptTokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.models.embedder import OnnxEmbedder, SpanJob, read_manifest
 from fathom.retrieval.store.contract import ChunkPoint, IndexLayout
@@ -79,15 +82,17 @@ def point_id(tenant: str, document_id: str, doc_version: int, chunk_index: int) 
 
 class Indexer:
     def __init__(self, dense: OnnxEmbedder, *, rerank: OnnxEmbedder | None = None, cache: EmbeddingCache | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, prompt_tokenizer: PromptTokenizer | None = None):
         self.dense = dense
+        # Counts each chunk and its sentences once, for context assembly (None: assembly counts at query time).
+        self.prompt_tokenizer = prompt_tokenizer
         self.rerank = rerank
         self.cache = cache
         self.batch_size = batch_size
         self._dense_id = model_identity(dense)
         self._rerank_id = model_identity(rerank) if rerank else None
         self.embedded = 0   # passages actually run through a model (cache misses), for idempotency checks
-        self.seconds: dict[str, float] = {"dense": 0.0, "rerank": 0.0}   # model time, for throughput reports
+        self.seconds: dict[str, float] = {"dense": 0.0, "rerank": 0.0, "facts": 0.0}   # for throughput reports
 
     @property
     def model_seconds(self) -> float:
@@ -238,6 +243,10 @@ class Indexer:
                 "bm25_len": len(tokens),
                 "ingested_at": now,
             }
+            if self.prompt_tokenizer is not None:
+                t0 = time.perf_counter()
+                payload[FACTS_KEY] = chunk_facts(chunk.text, self.prompt_tokenizer).to_payload()
+                self.seconds["facts"] += time.perf_counter() - t0
             out.append(ChunkPoint(
                 id=point_id(tenant, doc.document_id, doc.doc_version, idx),
                 dense=dense[row],

@@ -327,6 +327,18 @@ class Registry:
                 out.extend((self._record(r), _unpack_elements(r._mapping["elements"])) for r in c.execute(q))
         return out
 
+    def stored_elements(self, tenant: Tenant, document_ids: list[str]) -> list[tuple[str, int, str | None, list[Element]]]:
+        """(document id, version, content hash, elements) of the given ingested documents: only what context
+        assembly reads, on the query path, so no other column is fetched or decoded."""
+        out: list[tuple[str, int, str | None, list[Element]]] = []
+        cols = (documents.c.document_id, documents.c.doc_version, documents.c.content_hash, documents.c.elements)
+        with self.engine.connect() as c:
+            for i in range(0, len(document_ids), 200):
+                q = sa.select(*cols).where(documents.c.tenant == tenant.id, documents.c.status == "ok",
+                                           documents.c.document_id.in_(document_ids[i:i + 200]))
+                out.extend((d, int(v), h, _unpack_elements(e)) for d, v, h, e in c.execute(q))
+        return out
+
     # --- retired index versions (rollback targets) -------------------------------------------
     def retire_version(self, tenant: Tenant, version: int, synced_seq: int) -> None:
         """Record that ``version`` stopped being live when the change log was at ``synced_seq``."""

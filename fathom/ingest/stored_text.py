@@ -39,8 +39,8 @@ class RegistryDocuments:
     def documents(self, tenant: Tenant, wanted: Sequence[tuple[str, int]]) -> dict[tuple[str, int], StoredDocument]:
         want = set(wanted)
         out: dict[tuple[str, int], StoredDocument] = {}
-        for rec, elements in self.registry.with_elements(tenant, sorted({d for d, _ in want})):
-            key = (rec.document_id, rec.doc_version)
-            if key in want and rec.tenant == tenant.id:
-                out[key] = stored_document(rec.document_id, rec.doc_version, elements, rec.content_hash)
+        for document_id, version, digest, elements in self.registry.stored_elements(tenant,
+                                                                                     sorted({d for d, _ in want})):
+            if (document_id, version) in want:   # the query is scoped by tenant; a version since changed is left out
+                out[(document_id, version)] = stored_document(document_id, version, elements, digest)
         return out

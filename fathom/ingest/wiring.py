@@ -10,6 +10,7 @@ from fathom.ingest.ingest_pipeline import Chunker, IngestPipeline
 from fathom.ingest.registry import Registry
 from fathom.retrieval.bm25 import Bm25Params
 from fathom.retrieval.components import Models
+from fathom.retrieval.context.tokens import load_tokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.config import Settings
 from fathom.retrieval.store.contract import VectorStore
@@ -38,7 +39,8 @@ def build_chunker(settings: Settings, indexer: Indexer, kind: str | None = None)
 def build_ingest(settings: Settings, store: VectorStore, registry: Registry, models: Models, *,
                  chunker: str | None = None, cache: EmbeddingCache | None = None) -> IngestPipeline:
     indexer = Indexer(models.dense, rerank=models.rerank if settings.ingest.embed_mpnet else None,
-                      cache=cache, batch_size=settings.models.embed_batch_size)
+                      cache=cache, batch_size=settings.models.embed_batch_size,
+                      prompt_tokenizer=load_tokenizer(settings.context.tokenizer))
     return IngestPipeline(
         store, registry, indexer, build_chunker(settings, indexer, chunker),
         bm25=Bm25Params(settings.retrieval.bm25_k1, settings.retrieval.bm25_b),

