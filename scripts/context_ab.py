@@ -32,8 +32,7 @@ def main() -> None:
     ap.add_argument("--label", default="")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    settings = get_settings()
-    settings = settings.model_copy(update={"context": settings.context.model_copy(update={"tokenizer": "cl100k_base"})})
+    settings = cb.counting_with(get_settings(), "cl100k_base")
     ds = cb._Dataset(data_dir() / args.dataset, settings, "test", 20, None, args.index, lambda *a: None)
     tok = load_tokenizer("cl100k_base")
     out: dict[str, object] = {"dataset": args.dataset, "label": args.label}

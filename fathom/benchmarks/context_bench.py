@@ -289,13 +289,18 @@ def run_dataset(ds: _Dataset, tokenizer: PromptTokenizer, budgets: Sequence[int]
     return rows, sorted(texts), over_real
 
 
+def counting_with(settings: Settings, tokenizer: str) -> Settings:
+    """``settings`` with ``tokenizer`` configured: the one ingest counts chunks with (facts.ChunkFacts), as a
+    service whose app configured it would, so the benchmark's index carries the counts it packs with."""
+    return settings.model_copy(update={"context": settings.context.model_copy(update={"tokenizer": tokenizer})})
+
+
 def run_context_bench(datasets: Sequence[Path], settings: Settings, *, budgets: Sequence[int] = BUDGETS,
                       split: str = "test", top_k: int = 20, max_queries: int | None = None,
                       tokenizer: str = "cl100k_base", keep_index: Path | None = None,
                       log: Log = print) -> dict[str, Any]:
     tok = load_tokenizer(tokenizer)
-    # The tokenizer the app configured is the one ingest counts chunks with (facts.ChunkFacts), as a service would.
-    settings = settings.model_copy(update={"context": settings.context.model_copy(update={"tokenizer": tokenizer})})
+    settings = counting_with(settings, tokenizer)
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {"tokenizer": tok.name, "top_k": top_k, "split": split, "budgets": list(budgets),
                             "evidence_rule": f"min({EVIDENCE_MIN_CHARS} chars, {EVIDENCE_MIN_SHARE:g} of the document)",

@@ -92,7 +92,7 @@ class Indexer:
         self._dense_id = model_identity(dense)
         self._rerank_id = model_identity(rerank) if rerank else None
         self.embedded = 0   # passages actually run through a model (cache misses), for idempotency checks
-        self.seconds: dict[str, float] = {"dense": 0.0, "rerank": 0.0, "facts": 0.0}   # for throughput reports
+        self.seconds: dict[str, float] = {"dense": 0.0, "rerank": 0.0}   # model time, for throughput reports
 
     @property
     def model_seconds(self) -> float:
@@ -244,9 +244,7 @@ class Indexer:
                 "ingested_at": now,
             }
             if self.prompt_tokenizer is not None:
-                t0 = time.perf_counter()
                 payload[FACTS_KEY] = chunk_facts(chunk.text, self.prompt_tokenizer).to_payload()
-                self.seconds["facts"] += time.perf_counter() - t0
             out.append(ChunkPoint(
                 id=point_id(tenant, doc.document_id, doc.doc_version, idx),
                 dense=dense[row],

@@ -319,24 +319,24 @@ class Registry:
 
     def with_elements(self, tenant: Tenant, document_ids: list[str]) -> list[tuple[DocumentRecord, list[Element]]]:
         """The given documents that are ingested (status ok), with their elements."""
-        out: list[tuple[DocumentRecord, list[Element]]] = []
-        with self.engine.connect() as c:
-            for i in range(0, len(document_ids), 200):
-                q = sa.select(documents).where(documents.c.tenant == tenant.id, documents.c.status == "ok",
-                                               documents.c.document_id.in_(document_ids[i:i + 200]))
-                out.extend((self._record(r), _unpack_elements(r._mapping["elements"])) for r in c.execute(q))
-        return out
+        return [(self._record(r), _unpack_elements(r._mapping["elements"]))
+                for r in self._ingested(tenant, document_ids, *documents.c)]
 
     def stored_elements(self, tenant: Tenant, document_ids: list[str]) -> list[tuple[str, int, str | None, list[Element]]]:
         """(document id, version, content hash, elements) of the given ingested documents: only what context
         assembly reads, on the query path, so no other column is fetched or decoded."""
-        out: list[tuple[str, int, str | None, list[Element]]] = []
-        cols = (documents.c.document_id, documents.c.doc_version, documents.c.content_hash, documents.c.elements)
+        rows = self._ingested(tenant, document_ids, documents.c.document_id, documents.c.doc_version,
+                              documents.c.content_hash, documents.c.elements)
+        return [(d, int(v), h, _unpack_elements(e)) for d, v, h, e in rows]
+
+    def _ingested(self, tenant: Tenant, document_ids: list[str], *cols: Any) -> list[Any]:
+        """Rows (``cols`` only) of the tenant's given documents that are ingested, 200 ids per query."""
+        out: list[Any] = []
         with self.engine.connect() as c:
             for i in range(0, len(document_ids), 200):
                 q = sa.select(*cols).where(documents.c.tenant == tenant.id, documents.c.status == "ok",
                                            documents.c.document_id.in_(document_ids[i:i + 200]))
-                out.extend((d, int(v), h, _unpack_elements(e)) for d, v, h, e in c.execute(q))
+                out.extend(c.execute(q))
         return out
 
     # --- retired index versions (rollback targets) -------------------------------------------
