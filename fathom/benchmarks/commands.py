@@ -94,7 +94,8 @@ def cmd_bench_injection(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench_guard(args: argparse.Namespace, settings: Settings) -> int:
     """The unanswerable-question protocol (fathom/benchmarks/guard_protocol.py) on each dataset."""
-    from fathom.benchmarks.guard_protocol import SUMMARY_KEYS, format_report, golden_calibration, plot, run_guard_bench
+    from fathom.benchmarks.guard_protocol import (SUMMARY_KEYS, format_report, golden_calibration, plot,
+                                                  pseudo_calibration, run_guard_bench)
 
     datasets = [Path(p) for p in args.datasets.split(",")] if args.datasets else \
         [data_dir() / "scifact", data_dir() / "cacm"]
@@ -103,7 +104,8 @@ def cmd_bench_guard(args: argparse.Namespace, settings: Settings) -> int:
                               keep_index=Path(args.keep_index) if args.keep_index else None,
                               off_domain=Path(args.off_domain) if args.off_domain else None,
                               golden_fraction=args.golden_fraction,
-                              calibrate=golden_calibration if args.calibrate else None)
+                              calibrate={"golden": golden_calibration, "pseudo": pseudo_calibration(
+                                  args.pseudo_queries, args.pseudo_keep)}.get(args.calibrate))
     if args.png:
         plot(results, Path(args.png))
         print(f"wrote {args.png}")
@@ -213,8 +215,14 @@ def register(cli: Any) -> None:
     bg.add_argument("--split", default="test")
     bg.add_argument("--golden-fraction", type=float, default=0.5,
                     help="share of the judged queries handed to the tenant as its golden set (never evaluated)")
-    bg.add_argument("--calibrate", action="store_true",
-                    help="fit the tenant's judge calibration on its golden half each seed (fathom judge calibrate)")
+    bg.add_argument("--calibrate", nargs="?", const="golden", choices=("golden", "pseudo"),
+                    help="fit the tenant's judge calibration each seed (fathom judge calibrate): on its golden half "
+                         "(golden, the default), or on pseudo-queries cut from its corpus (pseudo: measured, not shipped; "
+                         "README guard section)")
+    bg.add_argument("--pseudo-queries", type=int, default=200,
+                    help="--calibrate pseudo: questions cut from the corpus")
+    bg.add_argument("--pseudo-keep", type=float, default=0.6,
+                    help="--calibrate pseudo: share of a sentence's words each keeps")
     bg.add_argument("--keep-index", metavar="DIR", help="keep each dataset's index in DIR/<name> and reuse it")
     bg.add_argument("--json", help="write one object per dataset here")
     bg.add_argument("--png", help="plot the confidence distributions here")

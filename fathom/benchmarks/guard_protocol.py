@@ -61,12 +61,13 @@ from fathom.retrieval.guard import GuardPolicy, Status
 from fathom.retrieval.ir_metrics import ndcg_at_k, percentile
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.query_pipeline import RetrievalPipeline, RetrievalQuery
+from fathom.retrieval.store.contract import VectorStore
 from fathom.retrieval.tenancy import Tenant
 
 Log = Callable[[str], None]
 GROUPS = ("answerable", "unanswerable", "off_domain")
-# A per-tenant calibration step: (pipeline, tenant, golden set as (query, judged document ids)) -> a report.
-Calibrate = Callable[[RetrievalPipeline, Tenant, list[tuple[str, tuple[str, ...]]]], dict[str, Any]]
+# A per-tenant calibration step: (pipeline, store, tenant, golden set as (query, judged document ids)) -> a report.
+Calibrate = Callable[[RetrievalPipeline, VectorStore, Tenant, list[tuple[str, tuple[str, ...]]]], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,7 @@ def run_dataset(index: BenchIndex, off_domain: dict[str, str], seeds: Sequence[i
                 if calibrate is not None:
                     golden = [(dataset.queries[q], tuple(sorted(qrels[q]))) for q in split.golden]
                     t0 = time.perf_counter()
-                    calibration = calibrate(pipeline, tenant, golden)
+                    calibration = calibrate(pipeline, index.store, tenant, golden)
                     calibration["seconds"] = round(time.perf_counter() - t0, 2)
                 for text in list(off_domain.values())[:5]:     # warm-up: first runs allocate ORT buffers
                     pipeline.retrieve(RetrievalQuery(tenant, text, top_k=top_k, policy=policy))
@@ -316,16 +317,37 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def golden_calibration(pipeline: RetrievalPipeline, tenant: Tenant,
+def golden_calibration(pipeline: RetrievalPipeline, store: VectorStore, tenant: Tenant,
                        golden: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
     """The per-tenant calibration a tenant gets from its golden set (``fathom judge calibrate``), saved where
     the pipeline's judge reads it; :func:`drop_calibration` removes it after the seed."""
     from fathom.retrieval.judge.fit import calibrate_tenant
 
+    return _save(pipeline, tenant, calibrate_tenant(pipeline, tenant, golden))
+
+
+def pseudo_calibration(queries: int, keep: float) -> Calibrate:
+    """What a tenant without a golden set would get from its corpus alone (``pseudo_queries.py``; measured, not
+    shipped): pseudo-queries cut from the corpus as the tenant holds it this seed (evidence already removed),
+    fitted like a golden set; the golden half is not used."""
+    from fathom.benchmarks.pseudo_queries import tenant_pseudo_golden
+    from fathom.retrieval.judge.fit import calibrate_tenant
+
+    def calibrate(pipeline: RetrievalPipeline, store: VectorStore, tenant: Tenant,
+                  golden: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        pseudo = tenant_pseudo_golden(store, tenant, queries, keep=keep)
+        sampled = round(time.perf_counter() - t0, 2)
+        return _save(pipeline, tenant, calibrate_tenant(pipeline, tenant, pseudo, provenance={
+            "golden": "pseudo", "pseudo_queries": len(pseudo), "keep": keep, "sample_s": sampled}))
+
+    return calibrate
+
+
+def _save(pipeline: RetrievalPipeline, tenant: Tenant, calibration: Any) -> dict[str, Any]:
     judge = pipeline.judge
     if judge is None or judge.tenants is None:
         raise ValueError("--calibrate needs the relevance judge (FATHOM_JUDGE__ENABLED)")
-    calibration = calibrate_tenant(pipeline, tenant, golden)
     judge.tenants.save(tenant, calibration)
     return dict(calibration.provenance)
 

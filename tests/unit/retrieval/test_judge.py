@@ -203,3 +203,29 @@ def test_cli_calibrate_writes_the_tenants_file(index: Any, tmp_path: Path) -> No
         from fathom.retrieval.components import open_store
 
         index.store = open_store(settings)
+
+
+@pytest.mark.slow
+def test_pseudo_queries_come_from_the_tenants_own_chunks_and_calibrate_like_a_golden_set(index: Any, pipeline: Any) -> None:
+    """The measured-not-shipped route (fathom bench guard --calibrate pseudo): real store scroll, real pipeline."""
+    from fathom.benchmarks.guard_protocol import drop_calibration, pseudo_calibration
+    from fathom.benchmarks.pseudo_queries import tenant_pseudo_golden
+    from fathom.retrieval.store.contract import IndexRef
+
+    ref = IndexRef(index.tenant, index.store.live_version(index.tenant))
+    texts: dict[str, str] = {}
+    for hit in index.store.scroll(ref):
+        texts[hit.document_id] = texts.get(hit.document_id, "") + " " + hit.text
+    golden = tenant_pseudo_golden(index.store, index.tenant, 30, keep=0.6)
+    assert len(golden) == 30 and len({docs for _, docs in golden}) == 30
+    for query, (doc,) in golden:
+        assert doc in texts and all(w in texts[doc] for w in query.split())
+    with pytest.raises(ValueError, match="no live index"):
+        tenant_pseudo_golden(index.store, Tenant("nobody"), 5)
+    report = pseudo_calibration(30, 0.6)(pipeline, index.store, index.tenant, [])
+    try:
+        assert report["golden"] == "pseudo" and report["examples"]["asked"] == 60
+        res = pipeline.retrieve(RetrievalQuery(index.tenant, golden[0][0], policy=GuardPolicy(0.0, 0.0)))
+        assert res.judge is not None and res.judge.calibration == "tenant"
+    finally:
+        drop_calibration(pipeline, index.tenant)
