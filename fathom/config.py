@@ -156,6 +156,9 @@ class JudgeSettings(BaseModel):
     model: Path | None = Field(None, description="Judge model JSON (default: the one shipped in the package)")
     calibration_dir: Path | None = Field(None, description="Per-tenant calibrations (default <state>/judge), "
                                                            "written by `fathom judge calibrate`")
+    calibrate_on_reindex: bool = Field(True, description="A reindex of a tenant with a golden set refits its "
+                                                         "calibration on the new version (two queries per golden "
+                                                         "query, after the swap)")
 
 
 class IngestSettings(BaseModel):

@@ -61,14 +61,15 @@ class JobOut(BaseModel):
     finished_at: str | None
     heartbeat_at: str | None
     worker: str | None = Field(description="host:pid of the process running (or that ran) the job")
-    phase: str | None = Field(description="measure, build, optimize, catch_up, gate, swap")
+    phase: str | None = Field(description="measure, build, optimize, catch_up, gate, swap, calibrate")
     progress: dict[str, float] = Field(description="done/total of the current phase; the build phase adds "
                                                    "docs_per_s, chunks_per_s and eta_s")
     counts: dict[str, int]
     errors: list[dict[str, Any]] = Field(description="Per-document problems (first 100)")
     target_version: int | None = Field(description="The index version the job builds")
     cancel_requested: bool
-    result: dict[str, Any] | None = Field(description="On success: versions before/after, gate figures, build settings")
+    result: dict[str, Any] | None = Field(description="On success: versions before/after, gate figures, build "
+                                                       "settings, the judge's recalibration (judge_calibration)")
     error: JobError | None
 
     @classmethod
