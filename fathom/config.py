@@ -154,8 +154,9 @@ class JudgeSettings(BaseModel):
     order: bool = Field(False, description="Serve the head in the judge's chunk-probability order (off: the "
                                            "first stage's; `fathom bench quality` measured no gain)")
     model: Path | None = Field(None, description="Judge model JSON (default: the one shipped in the package)")
-    calibration_dir: Path | None = Field(None, description="Per-tenant calibrations (default <state>/judge), "
-                                                           "written by `fathom judge calibrate`")
+    calibration_dir: Path | None = Field(None, description="Per-tenant calibrations outside the service "
+                                                           "(benchmarks; default <state>/judge). The service keeps "
+                                                           "them in the registry and still reads old files here")
     calibrate_on_reindex: bool = Field(True, description="A reindex of a tenant with a golden set refits its "
                                                          "calibration on the new version (two queries per golden "
                                                          "query, after the swap)")

@@ -7,6 +7,8 @@ tests that need one skip with a clear message when it is absent.
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,27 @@ def sample_state(tmp_path_factory: pytest.TempPathFactory, base_settings: Settin
     finally:
         rt.close()
     return state
+
+
+# --- a real PostgreSQL registry (the Kubernetes deployment's) -----------------------------------------------
+PG_URL = os.environ.get("FATHOM_TEST_POSTGRES", "postgresql+psycopg://postgres@localhost:5432/test")
+
+
+@pytest.fixture()
+def pg_registry_url() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL database (skipped without one); dropped afterwards."""
+    sa = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
+    schema = f"race_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(PG_URL)
+    try:
+        with engine.begin() as c:
+            c.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except Exception as exc:   # noqa: BLE001 - no server: skip with the reason
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as c:
+            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()

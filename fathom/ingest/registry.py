@@ -107,6 +107,17 @@ pending_writes = sa.Table(
 )
 
 
+# Small per-tenant files every process must see alike (an uploaded golden set, the judge's tenant calibration):
+# kept here rather than under one process's state dir, which on Kubernetes is a pod's own emptyDir.
+tenant_files = sa.Table(
+    "tenant_files", metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("stamp", sa.String(64), nullable=False),       # changes with every write (time + content hash)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingWrite:
     tenant: str
@@ -338,6 +349,36 @@ class Registry:
                                            documents.c.document_id.in_(document_ids[i:i + 200]))
                 out.extend(c.execute(q))
         return out
+
+    # --- per-tenant files (golden set, judge calibration) ------------------------------------------
+    def read_file(self, tenant: Tenant, name: str) -> tuple[str, str] | None:
+        """(stamp, body) of the tenant's file ``name``, or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(tenant_files.c.stamp, tenant_files.c.body).where(
+                tenant_files.c.tenant == tenant.id, tenant_files.c.name == name)).first()
+        return (row[0], row[1]) if row else None
+
+    def write_file(self, tenant: Tenant, name: str, body: str) -> str:
+        """Create or replace the file in one statement (concurrent writers: the last one wins whole); its stamp."""
+        stamp = f"{_now()}:{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        else:
+            raise NotImplementedError(f"registry dialect {dialect}")
+        stmt = insert(tenant_files).values(tenant=tenant.id, name=name, body=body, stamp=stamp)
+        with self.engine.begin() as c:
+            c.execute(stmt.on_conflict_do_update(index_elements=["tenant", "name"],
+                                                 set_={"body": body, "stamp": stamp}))
+        return stamp
+
+    def delete_file(self, tenant: Tenant, name: str) -> bool:
+        with self.engine.begin() as c:
+            res = c.execute(tenant_files.delete().where(tenant_files.c.tenant == tenant.id,
+                                                        tenant_files.c.name == name))
+        return res.rowcount > 0
 
     # --- retired index versions (rollback targets) -------------------------------------------
     def retire_version(self, tenant: Tenant, version: int, synced_seq: int) -> None:

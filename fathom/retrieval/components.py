@@ -86,22 +86,25 @@ def rerank_sizes(settings: Settings, reranker: Reranker | None) -> tuple[int, in
     return settings.rerank.sizes(reranker.default_depth, reranker.default_max_length)
 
 
-def build_judge(settings: Settings) -> RelevanceJudge | None:
-    """The relevance judge: the shipped (or configured) model, and the tenants' calibrations under the state dir."""
+def build_judge(settings: Settings, calibrations: TenantCalibrations | None = None) -> RelevanceJudge | None:
+    """The relevance judge: the shipped (or configured) model, and the tenants' calibrations (the service passes
+    its registry-backed ones; by default files under the state dir)."""
     j = settings.judge
     if not j.enabled:
         return None
     model = JudgeModel.load(j.model) if j.model else JudgeModel.load()
     return RelevanceJudge(model, topic=Logistic(*settings.guard.dense_calibration),
-                          tenants=TenantCalibrations(settings.judge_calibration_dir), budget_ms=j.budget_ms)
+                          tenants=calibrations or TenantCalibrations(settings.judge_calibration_dir),
+                          budget_ms=j.budget_ms)
 
 
-def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None) -> RetrievalPipeline:
+def build_pipeline(settings: Settings, store: VectorStore, models: Models, reranker: Reranker | None = None,
+                   calibrations: TenantCalibrations | None = None) -> RetrievalPipeline:
     """The standard stage list. A new stage (an access filter, a pair scorer for the judge) goes here."""
     r = settings.retrieval
     reranker = reranker if reranker is not None else build_reranker(settings, models)
     depth, max_length = rerank_sizes(settings, reranker)
-    judge = build_judge(settings)
+    judge = build_judge(settings, calibrations)
     return RetrievalPipeline([
         ResolveIndex(store),
         EmbedQuery(models.dense),

@@ -4,9 +4,9 @@ Every golden query is asked twice through the tenant's real pipeline, as it is
 and with its expected documents excluded from the search (so it becomes an
 on-topic question this corpus cannot answer), and the judge's default model is
 recalibrated on what it saw (``fathom/retrieval/judge/fit.py``). No negatives
-need labelling. The result goes to ``<state>/judge/<tenant>.json``, which the
-serving judge picks up on its next request; ``--delete`` goes back to the
-default. Cost: two queries per golden query (a few seconds for 150).
+need labelling. The result goes to the document registry, which every API
+process reads (within ``tenant_files.CALIBRATION_RECHECK_S`` seconds);
+``--delete`` goes back to the default. Cost: two queries per golden query (a few seconds for 150).
 
 With the embedded store the command needs the store to itself (stop the API
 first, as for ``fathom reindex``); with Redis, cached answers of the tenant are
@@ -25,51 +25,55 @@ from fathom.service.core.config import Settings
 
 
 def cmd_judge_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from fathom.ingest.registry import Registry
+    from fathom.ingest.tenant_files import registry_calibrations
     from fathom.retrieval.components import build_pipeline, load_models, open_store
-    from fathom.retrieval.judge.calibration import TenantCalibrations
     from fathom.retrieval.judge.fit import CalibrationError, calibrate_tenant
     from fathom.retrieval.tenancy import Tenant
     from fathom.service.job_commands import claim_edge_store as _claim_edge
     from fathom.service.jobs.gate import GoldenSets, read_golden
     from fathom.service.serving import build_serving
-    from fathom.service.tenants import TenantDirectory
 
     tenant = Tenant(args.tenant)
-    calibrations = TenantCalibrations(settings.judge_calibration_dir)
-    if args.delete:
-        print(json.dumps({"tenant": tenant.id, "deleted": calibrations.delete(tenant)}))
-        _invalidate(build_serving(settings), tenant)
-        return 0
-    golden = (read_golden(Path(args.golden), settings.jobs.golden_max_queries) if args.golden else
-              GoldenSets(TenantDirectory(settings), settings.state_path / "golden", settings.jobs.golden_max_queries)
-              .load(tenant))
-    if not golden:
-        print(f"fathom: tenant {tenant.id} has no golden set; pass --golden PATH (JSONL of "
-              '{"query": ..., "expected": [document ids]})', file=sys.stderr)
-        return 2
-    ownership = _claim_edge(settings)
-    store = open_store(settings)
+    registry = Registry(settings.registry)
     try:
-        if store.live_version(tenant) is None:
-            print(f"fathom: tenant {tenant.id} has no live index", file=sys.stderr)
+        calibrations = registry_calibrations(registry, settings.judge_calibration_dir)
+        if args.delete:
+            print(json.dumps({"tenant": tenant.id, "deleted": calibrations.delete(tenant)}))
+            _invalidate(build_serving(settings), tenant)
+            return 0
+        golden = (read_golden(Path(args.golden), settings.jobs.golden_max_queries) if args.golden else
+                  GoldenSets.of(settings, registry).load(tenant))
+        if not golden:
+            print(f"fathom: tenant {tenant.id} has no golden set; pass --golden PATH (JSONL of "
+                  '{"query": ..., "expected": [document ids]})', file=sys.stderr)
             return 2
-        pipeline = build_pipeline(settings, store, load_models(settings, with_rerank=settings.rerank.kind == "mpnet"))
-        if pipeline.judge is None:
-            print("fathom: the relevance judge is disabled (FATHOM_JUDGE__ENABLED=false)", file=sys.stderr)
-            return 2
+        ownership = _claim_edge(settings)
+        store = open_store(settings)
         try:
-            calibration = calibrate_tenant(pipeline, tenant, [(g.query, g.expected) for g in golden],
-                                           provenance={"golden": args.golden or "configured"})
-        except CalibrationError as exc:
-            print(f"fathom: {exc}", file=sys.stderr)
-            return 2
+            if store.live_version(tenant) is None:
+                print(f"fathom: tenant {tenant.id} has no live index", file=sys.stderr)
+                return 2
+            pipeline = build_pipeline(settings, store, load_models(settings, with_rerank=settings.rerank.kind == "mpnet"),
+                                      calibrations=calibrations)
+            if pipeline.judge is None:
+                print("fathom: the relevance judge is disabled (FATHOM_JUDGE__ENABLED=false)", file=sys.stderr)
+                return 2
+            try:
+                calibration = calibrate_tenant(pipeline, tenant, [(g.query, g.expected) for g in golden],
+                                               provenance={"golden": args.golden or "configured"})
+            except CalibrationError as exc:
+                print(f"fathom: {exc}", file=sys.stderr)
+                return 2
+        finally:
+            store.close()
+            if ownership is not None:
+                ownership.release()
+        calibrations.save(tenant, calibration)
     finally:
-        store.close()
-        if ownership is not None:
-            ownership.release()
-    path = calibrations.save(tenant, calibration)
+        registry.close()
     _invalidate(build_serving(settings), tenant)
-    print(json.dumps({"tenant": tenant.id, "path": str(path), **calibration.provenance}, indent=2))
+    print(json.dumps({"tenant": tenant.id, "stored": "registry", **calibration.provenance}, indent=2))
     return 0
 
 

@@ -14,6 +14,7 @@ from fathom.ingest.wiring import build_ingest
 from fathom.ingest.ingest_pipeline import IngestPipeline
 from fathom.ingest.registry import Registry
 from fathom.ingest.stored_text import RegistryDocuments
+from fathom.ingest.tenant_files import registry_calibrations
 from fathom.retrieval.components import Models, build_pipeline, load_models, open_store
 from fathom.retrieval.context import ContextAssembler, DocumentCache, load_tokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
@@ -72,7 +73,8 @@ class Runtime:
         jobs.register(REINDEX, run_reindex)      # the job kinds this process runs (one more kind: one more line)
         rt = cls(
             settings=settings, store=store, models=models,
-            pipeline=build_pipeline(settings, store, models),
+            pipeline=build_pipeline(settings, store, models,
+                                    calibrations=registry_calibrations(registry, settings.judge_calibration_dir)),
             registry=registry,
             ingest=InvalidatingIngest(build_ingest(settings, store, registry, models, cache=embedding_cache), serving.generations),
             keys=KeyStore(Path(settings.service.api_keys_file) if settings.service.api_keys_file else None,

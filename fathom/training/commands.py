@@ -145,8 +145,8 @@ def _tenant_corpus(args: argparse.Namespace, settings: Settings, log: Log) -> It
     from fathom.training.rerank.data import LabelledQuery
     from fathom.retrieval.tenancy import Tenant
     from fathom.service.job_commands import claim_edge_store
+    from fathom.ingest.registry import Registry
     from fathom.service.jobs.gate import GoldenSets, read_golden
-    from fathom.service.tenants import TenantDirectory
 
     tenant = Tenant(args.tenant)
     ownership = claim_edge_store(settings)
@@ -156,9 +156,13 @@ def _tenant_corpus(args: argparse.Namespace, settings: Settings, log: Log) -> It
             raise SystemExit(f"fathom: tenant {tenant.id} has no live index")
         labelled = []
         if args.mode == "labelled":
-            golden = (read_golden(Path(args.golden), settings.jobs.golden_max_queries) if args.golden else
-                      GoldenSets(TenantDirectory(settings), settings.state_path / "golden",
-                                 settings.jobs.golden_max_queries).load(tenant))
+            golden = read_golden(Path(args.golden), settings.jobs.golden_max_queries) if args.golden else None
+            if golden is None:
+                registry = Registry(settings.registry)
+                try:
+                    golden = GoldenSets.of(settings, registry).load(tenant)
+                finally:
+                    registry.close()
             if not golden:
                 raise SystemExit(f"fathom: tenant {tenant.id} has no golden set; pass --golden PATH or use --mode pseudo")
             labelled = [LabelledQuery(f"g{i}", g.query, {d: 1 for d in g.expected}) for i, g in enumerate(golden)]

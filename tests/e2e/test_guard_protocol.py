@@ -42,7 +42,7 @@ def test_protocol_removes_evidence_through_ingest_and_restores_it(mini: Path, be
         split = split_queries(qrels, seed=1)
         seen: dict[str, Any] = {}
 
-        def calibrate(pipeline: Any, tenant: Any, golden: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+        def calibrate(pipeline: Any, store: Any, tenant: Any, golden: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
             # Called while the evidence is out: none of its chunks can be found, by id or by search.
             seen["left"] = sum(index.store.count(ref, document_id=d) for d in split.removed_docs)
             text = index.dataset.queries[split.removed_for[0]]

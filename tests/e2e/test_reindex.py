@@ -18,7 +18,7 @@ from itertools import islice
 
 import pytest
 
-from fathom.retrieval.judge.calibration import TenantCalibrations
+from fathom.ingest.tenant_files import registry_calibrations
 from fathom.retrieval.query_pipeline import RetrievalQuery
 from fathom.retrieval.store.contract import IndexRef
 from fathom.retrieval.tenancy import Tenant
@@ -150,9 +150,9 @@ def test_reindex_end_to_end_while_serving(base_url, keys, corpus, rt):
         assert calibration["fitted"] and calibration["index_version"] == 2
         assert calibration["examples"]["questions"] == len(corpus.golden)
         assert calibration["examples"]["asked"] == 2 * len(corpus.golden)
-        saved = TenantCalibrations(rt.settings.judge_calibration_dir).get(Tenant("e2e"))
+        saved = registry_calibrations(rt.registry).get(Tenant("e2e"))
         assert saved is not None and saved.provenance["index_version"] == 2 and saved.provenance["job"] == job_id
-        assert TenantCalibrations(rt.settings.judge_calibration_dir).get(Tenant("rb")) is None   # only its own
+        assert registry_calibrations(rt.registry).get(Tenant("rb")) is None   # only its own
         served = rt.pipeline.retrieve(RetrievalQuery(Tenant("e2e"), corpus.golden[0]["query"], top_k=10))
         assert served.judge is not None and served.judge.calibration == "tenant"
         assert job["counts"]["documents"] == len(corpus.documents) + len(list(SAMPLE_CORPUS.iterdir()))
@@ -224,7 +224,7 @@ def test_gate_refuses_a_worse_configuration_and_the_old_version_keeps_serving(ba
         assert figures["drop"] == pytest.approx(figures["baseline_recall"] - figures["candidate_recall"], abs=1e-3)
         assert f"{figures['baseline_recall']:.3f}" in error["message"] and "v1 stays live" in error["message"]
         assert job["result"] is None
-        assert TenantCalibrations(rt.settings.judge_calibration_dir).get(Tenant("gate")) is None   # no swap, no refit
+        assert registry_calibrations(rt.registry).get(Tenant("gate")) is None   # no swap, no refit
 
         assert all(a[0] == 200 and a[1] == "ok" and a[3] == 1 for a in load.answers) and load.answers
         index = c.get("/v1/admin/index", headers=admin).json()["tenants"][0]

@@ -24,8 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -131,27 +130,7 @@ def test_one_api_process_embedded_store(tmp_path, base_settings, models_ready, k
 
 # --- the server store, written by three API processes sharing one PostgreSQL registry ----------------------
 
-PG_URL = os.environ.get("FATHOM_TEST_POSTGRES", "postgresql+psycopg://postgres@localhost:5432/test")
-
-
-@pytest.fixture()
-def pg_registry_url() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL database (skipped without one); dropped afterwards."""
-    sa = pytest.importorskip("sqlalchemy")
-    pytest.importorskip("psycopg")
-    schema = f"race_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.begin() as c:
-            c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except Exception as exc:   # noqa: BLE001 - no server: skip with the reason
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
+# PG_URL and the pg_registry_url fixture: tests/conftest.py
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

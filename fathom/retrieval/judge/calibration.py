@@ -10,8 +10,9 @@
   and without its expected documents. It maps the default model's log-odds
   (and the answer features) to this tenant's probabilities, so a corpus whose
   scores sit elsewhere (a homogeneous engineering corpus, say) is judged on its
-  own scale. Stored as ``<state>/judge/<tenant>.json``; the judge reads it
-  again when the file changes.
+  own scale. Kept in a :class:`CalibrationStore`: the service's is the
+  document registry (``fathom.ingest.tenant_files``), so every process serves
+  the same one; elsewhere ``<state>/judge/<tenant>.json``.
 
 Both are written with their provenance (data, counts, fit figures).
 """
@@ -21,10 +22,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -98,45 +100,38 @@ def _check_format(data: Mapping[str, Any], kind: str) -> None:
         raise ValueError(f"not a format-{FORMAT} judge {kind} file (format {data.get('format')}, kind {data.get('kind')})")
 
 
-class TenantCalibrations:
-    """``<root>/<tenant>.json`` files, read once and again only when a file's mtime changes.
+class CalibrationStore(Protocol):
+    """Where tenant calibrations are kept: JSON text per tenant, with a stamp that changes on every write."""
 
-    A file that cannot be read or parsed raises on every request of that tenant
-    (the pipeline answers ``degraded`` with ``judge_failed``) instead of silently
-    judging with the default: the operator asked for this tenant's calibration.
-    """
+    def read(self, tenant: Tenant) -> tuple[str, str] | None: ...      # (stamp, JSON text)
+    def write(self, tenant: Tenant, text: str) -> None: ...
+    def delete(self, tenant: Tenant) -> bool: ...
+
+
+class CalibrationFiles:
+    """``<root>/<tenant>.json`` (one process, or processes sharing a disk); the stamp is the file's mtime."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, TenantCalibration]] = {}
 
     def path(self, tenant: Tenant) -> Path:
         return self.root / f"{tenant.id}.json"
 
-    def get(self, tenant: Tenant) -> TenantCalibration | None:
+    def read(self, tenant: Tenant) -> tuple[str, str] | None:
         path = self.path(tenant)
         try:
-            mtime = path.stat().st_mtime_ns
+            stamp = str(path.stat().st_mtime_ns)
+            return stamp, path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        with self._lock:
-            cached = self._cache.get(tenant.id)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-        calibration = TenantCalibration.from_json(json.loads(path.read_text(encoding="utf-8")))
-        with self._lock:
-            self._cache[tenant.id] = (mtime, calibration)
-        return calibration
 
-    def save(self, tenant: Tenant, calibration: TenantCalibration) -> Path:
+    def write(self, tenant: Tenant, text: str) -> None:
         """Write-then-rename, so a concurrent reader sees the old file or the new one."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(tenant)
         tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(calibration.to_json(), indent=1), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-        return path
 
     def delete(self, tenant: Tenant) -> bool:
         try:
@@ -144,6 +139,59 @@ class TenantCalibrations:
             return True
         except FileNotFoundError:
             return False
+
+
+class TenantCalibrations:
+    """The tenants' calibrations, read from a :class:`CalibrationStore` and parsed once per stamp.
+
+    A store is asked again at most every ``recheck_s`` per tenant (0: on every request, right for files: one
+    ``stat``; the service's registry-backed store uses a few seconds, the delay after which every process serves
+    a calibration written by another). A calibration that cannot be parsed raises on every request of that tenant
+    (the pipeline answers ``degraded`` with ``judge_failed``) instead of silently judging with the default: the
+    operator asked for this tenant's calibration.
+    """
+
+    def __init__(self, store: CalibrationStore | Path, recheck_s: float = 0.0):
+        self.store: CalibrationStore = CalibrationFiles(store) if isinstance(store, Path) else store
+        self.recheck_s = recheck_s
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, str | None, TenantCalibration | None]] = {}   # checked, stamp, value
+
+    def get(self, tenant: Tenant) -> TenantCalibration | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(tenant.id)
+        if cached is not None and self.recheck_s > 0 and now - cached[0] < self.recheck_s:
+            return cached[2]
+        try:
+            found = self.store.read(tenant)
+        except Exception:
+            if cached is None:
+                raise                      # nothing read yet: the judge fails explicitly (judge_failed)
+            return cached[2]               # the store blinked: keep serving what was read, ask again next time
+        if found is None:
+            with self._lock:
+                self._cache[tenant.id] = (now, None, None)
+            return None
+        stamp, text = found
+        if cached is not None and cached[1] == stamp and cached[2] is not None:
+            calibration = cached[2]
+        else:
+            calibration = TenantCalibration.from_json(json.loads(text))
+        with self._lock:
+            self._cache[tenant.id] = (now, stamp, calibration)
+        return calibration
+
+    def save(self, tenant: Tenant, calibration: TenantCalibration) -> None:
+        self.store.write(tenant, json.dumps(calibration.to_json(), indent=1))
+        with self._lock:
+            self._cache.pop(tenant.id, None)       # this process serves it from its next request
+
+    def delete(self, tenant: Tenant) -> bool:
+        deleted = self.store.delete(tenant)
+        with self._lock:
+            self._cache.pop(tenant.id, None)
+        return deleted
 
 
 def sigmoid(z: np.ndarray | float) -> np.ndarray:

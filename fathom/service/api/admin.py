@@ -160,8 +160,7 @@ def get_golden_set(caller: Annotated[Caller, Depends(admin_caller)],
         queries = sets.load(caller.tenant) or []
     except GoldenSetInvalid as exc:
         raise Problem(422, "golden_set_invalid", "The stored golden set is invalid", str(exc)) from None
-    source = None if sets.source(caller.tenant) is None else \
-        "tenants_file" if rt.tenants.get(caller.tenant).golden_set else "uploaded"
+    source = sets.source(caller.tenant)
     return GoldenSetOut(source=source, queries=[GoldenQueryIn(query=q.query, expected=list(q.expected)) for q in queries])
 
 

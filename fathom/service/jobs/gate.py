@@ -2,8 +2,8 @@
 
 A golden set is JSONL, one ``{"query": ..., "expected": [document ids]}``
 per line: from the tenants file (``golden_set``) or uploaded by an admin
-(kept under ``<state>/golden/<tenant>.jsonl``; the tenants file wins, it is
-the operator's). Both versions are scored through the real retrieval
+(kept in the document registry, which every process shares; the tenants file
+wins, it is the operator's). Both versions are scored through the real retrieval
 pipeline, as served (same embedder, fusion and reranker), with the guard
 thresholds at zero so that the gate measures ranking, not the guard.
 Recall@10 is per document (a document counts once, at its best chunk), with
@@ -13,16 +13,18 @@ the benchmarks' definition.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from fathom.ingest.registry import Registry
+from fathom.ingest.tenant_files import GOLDEN_SET
 from fathom.retrieval.ir_metrics import recall_at_k
 from fathom.retrieval.guard import GuardPolicy
 from fathom.retrieval.query_pipeline import RetrievalPipeline, RetrievalQuery
 from fathom.retrieval.tenancy import Tenant
+from fathom.service.core.config import Settings
 from fathom.service.tenants import TenantDirectory
 
 GATE_K = 10
@@ -63,50 +65,64 @@ def parse_golden(rows: Iterable[Any], max_queries: int) -> list[GoldenQuery]:
 
 
 def read_golden(path: Path, max_queries: int) -> list[GoldenQuery]:
+    return parse_jsonl(path.read_text(encoding="utf-8"), max_queries, path.name)
+
+
+def parse_jsonl(text: str, max_queries: int, name: str = "golden set") -> list[GoldenQuery]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise GoldenSetInvalid(f"{path.name} line {n}: not JSON ({exc.msg})") from None
+                raise GoldenSetInvalid(f"{name} line {n}: not JSON ({exc.msg})") from None
     return parse_golden(rows, max_queries)
 
 
 class GoldenSets:
-    def __init__(self, tenants: TenantDirectory, root: Path, max_queries: int):
+    """A tenant's golden set: the tenants file's (``golden_set``, the operator's: it wins), else the one an admin
+    uploaded, kept in the registry so that the process running a reindex gate sees what the API process stored
+    (``tenant_files``; before, under ``<state>/golden/``: still read from there when the registry has none)."""
+
+    def __init__(self, tenants: TenantDirectory, registry: Registry, legacy_root: Path, max_queries: int):
         self.tenants = tenants
-        self.root = root
+        self.registry = registry
+        self.legacy_root = legacy_root
         self.max_queries = max_queries
 
-    def _uploaded(self, tenant: Tenant) -> Path:
-        return self.root / f"{tenant.id}.jsonl"
+    @classmethod
+    def of(cls, settings: Settings, registry: Registry, tenants: TenantDirectory | None = None) -> "GoldenSets":
+        """As the service keeps them (its registry, its tenants file, the old folder under its state dir)."""
+        return cls(tenants or TenantDirectory(settings), registry, settings.state_path / "golden",
+                   settings.jobs.golden_max_queries)
 
-    def source(self, tenant: Tenant) -> Path | None:
-        configured = self.tenants.get(tenant).golden_set
-        if configured is not None:
-            return configured
-        uploaded = self._uploaded(tenant)
-        return uploaded if uploaded.exists() else None
+    def _legacy(self, tenant: Tenant) -> Path:
+        return self.legacy_root / f"{tenant.id}.jsonl"
+
+    def source(self, tenant: Tenant) -> Literal["tenants_file", "uploaded"] | None:
+        if self.tenants.get(tenant).golden_set is not None:
+            return "tenants_file"
+        if self.registry.read_file(tenant, GOLDEN_SET) is not None or self._legacy(tenant).exists():
+            return "uploaded"
+        return None
 
     def load(self, tenant: Tenant) -> list[GoldenQuery] | None:
-        path = self.source(tenant)
-        if path is None:
-            return None
-        if not path.exists():
-            raise GoldenSetInvalid(f"the configured golden set {path} does not exist")
-        return read_golden(path, self.max_queries)
+        configured = self.tenants.get(tenant).golden_set
+        if configured is not None:
+            if not configured.exists():
+                raise GoldenSetInvalid(f"the configured golden set {configured} does not exist")
+            return read_golden(configured, self.max_queries)
+        stored = self.registry.read_file(tenant, GOLDEN_SET)
+        if stored is not None:
+            return parse_jsonl(stored[1], self.max_queries)
+        legacy = self._legacy(tenant)
+        return read_golden(legacy, self.max_queries) if legacy.exists() else None
 
-    def save(self, tenant: Tenant, queries: list[GoldenQuery]) -> Path:
+    def save(self, tenant: Tenant, queries: list[GoldenQuery]) -> None:
         if self.tenants.get(tenant).golden_set is not None:
             raise GoldenSetManaged(f"tenant {tenant}'s golden set is configured in the tenants file")
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self._uploaded(tenant)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text("".join(json.dumps({"query": q.query, "expected": list(q.expected)}) + "\n" for q in queries),
-                       encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        self.registry.write_file(tenant, GOLDEN_SET, "".join(
+            json.dumps({"query": q.query, "expected": list(q.expected)}) + "\n" for q in queries))
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ class ReindexOptions:
 
 
 def golden_sets(rt: JobServices) -> GoldenSets:
-    return GoldenSets(rt.tenants, rt.settings.state_path / "golden", rt.settings.jobs.golden_max_queries)
+    return GoldenSets.of(rt.settings, rt.registry, rt.tenants)
 
 
 def run_reindex(rt: JobServices, ctx: JobContext) -> dict[str, Any]:

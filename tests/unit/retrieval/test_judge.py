@@ -18,6 +18,8 @@ from fathom.retrieval.calibration import Logistic
 from fathom.retrieval.guard import DEGRADING, GuardPolicy, Reason, Status
 from fathom.retrieval.judge.calibration import JudgeModel, TenantCalibration, TenantCalibrations
 from fathom.retrieval.judge.features import ANSWER_FEATURES, CHUNK_FEATURES, HeadChunk
+from fathom.ingest.registry import Registry
+from fathom.ingest.tenant_files import registry_calibrations
 from fathom.retrieval.judge.fit import CalibrationError, calibrate_tenant, fit_tenant
 from fathom.retrieval.judge.judge import JudgeError, JudgeInput, JudgeTimeout, RelevanceJudge
 from fathom.retrieval.judge.model import LogisticModel
@@ -75,7 +77,7 @@ def test_tenant_calibrations_are_reread_when_changed_and_a_bad_file_fails_loudly
     out = judge.run(JudgeInput(TENANT, "how do honeybees dance", _head()))
     assert out.calibration == "tenant" and out.evidence == pytest.approx(1 / (1 + np.exp(-(out.base_answer_logit + 2))))
     time.sleep(0.01)
-    store.path(TENANT).write_text("{not json")
+    store.store.write(TENANT, "{not json")
     with pytest.raises(JudgeError):        # the operator asked for a calibration: never a silent default
         judge.run(JudgeInput(TENANT, "how do honeybees dance", _head()))
     assert store.delete(TENANT) and judge.run(JudgeInput(TENANT, "q", _head())).calibration == "default"
@@ -154,8 +156,7 @@ def test_judge_failure_and_overrun_answer_degraded_never_ok(index: Any, pipeline
     query, _ = _golden(index)[0]
     policy = GuardPolicy(0.0, 0.0)
     assert pipeline.judge.tenants is not None
-    pipeline.judge.tenants.root.mkdir(parents=True, exist_ok=True)
-    pipeline.judge.tenants.path(index.tenant).write_text('{"format": 99}')     # a calibration it cannot read
+    pipeline.judge.tenants.store.write(index.tenant, '{"format": 99}')     # a calibration it cannot read
     try:
         res = pipeline.retrieve(RetrievalQuery(index.tenant, query, policy=policy))
     finally:
@@ -195,10 +196,15 @@ def test_cli_calibrate_writes_the_tenants_file(index: Any, tmp_path: Path) -> No
     try:
         args = build_parser().parse_args(["judge", "calibrate", "--tenant", index.tenant.id, "--golden", str(golden)])
         assert args.fn(args, settings) == 0
-        saved = TenantCalibrations(settings.judge_calibration_dir).get(index.tenant)
-        assert saved is not None and saved.provenance["examples"]["questions"] == len(_golden(index))
-        args = build_parser().parse_args(["judge", "calibrate", "--tenant", index.tenant.id, "--delete"])
-        assert args.fn(args, settings) == 0 and TenantCalibrations(settings.judge_calibration_dir).get(index.tenant) is None
+        registry = Registry(settings.registry)
+        try:
+            saved = registry_calibrations(registry).get(index.tenant)     # in the registry, for every process
+            assert saved is not None and saved.provenance["examples"]["questions"] == len(_golden(index))
+            assert TenantCalibrations(settings.judge_calibration_dir).get(index.tenant) is None   # not a local file
+            args = build_parser().parse_args(["judge", "calibrate", "--tenant", index.tenant.id, "--delete"])
+            assert args.fn(args, settings) == 0 and registry_calibrations(registry).get(index.tenant) is None
+        finally:
+            registry.close()
     finally:
         from fathom.retrieval.components import open_store
 
