@@ -144,12 +144,14 @@ def fit_tenant(examples: Sequence[Example], base: JudgeModel, *, provenance: dic
 
 def calibrate_tenant(pipeline: Any, tenant: Tenant, golden: Sequence[tuple[str, Sequence[str]]], *,
                      provenance: dict[str, Any] | None = None, progress: Progress | None = None) -> TenantCalibration:
-    """Collect from the tenant's golden set and fit; the provenance records how long both took."""
+    """Collect from the tenant's golden set and fit; the provenance records how long both took and how many asks
+    gave no example (nothing found, or the judge failed or overran its budget on a busy machine: ``not_judged``)."""
     t0 = time.perf_counter()
     examples = collect(pipeline, tenant, golden, progress)
     t1 = time.perf_counter()
     calibration = fit_tenant(examples, pipeline.judge.model, provenance={
-        **(provenance or {}), "collect_s": round(t1 - t0, 2), "fit_s": round(time.perf_counter() - t1, 3)})
+        **(provenance or {}), "collect_s": round(t1 - t0, 2), "fit_s": round(time.perf_counter() - t1, 3),
+        "not_judged": 2 * len(golden) - len(examples)})
     return calibration
 
 

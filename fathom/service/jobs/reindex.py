@@ -242,7 +242,8 @@ class Reindex:
         judge.tenants.save(self.tenant, calibration)
         self.rt.generations.bump(self.tenant)     # cached answers carry the old calibration's confidences
         p = calibration.provenance
-        return {"fitted": True, "index_version": version, "examples": p["examples"], "collect_s": p["collect_s"]}
+        return {"fitted": True, "index_version": version, "examples": p["examples"], "not_judged": p["not_judged"],
+                "collect_s": p["collect_s"]}
 
     def _before_swap(self) -> None:
         self.ctx.checkpoint()
