@@ -169,6 +169,9 @@ def test_reindex_end_to_end_while_serving(base_url, keys, corpus, rt):
         index = overview[0]
         assert index["live_version"] == 2 and index["previous_version"] == 1
         assert [(v["version"], v["state"]) for v in index["versions"]] == [(1, "previous"), (2, "live")]
+        shown = index["judge_calibration"]          # operators see that the judge is calibrated, and for which version
+        assert shown["current"] and shown["index_version"] == 2 and shown["golden"] == "configured" and not shown["error"]
+        assert shown["examples"]["questions"] == calibration["examples"]["questions"]
         live = index["versions"][1]
         assert live["points"] > 0 and live["size_bytes"] > 0
         assert live["layout"]["build"]["chunker_spec"]["kind"] == "fixed"
@@ -209,7 +212,7 @@ def test_rollback_replays_writes_made_since_the_swap(base_url, keys, corpus):
         assert retrieve(c, keys, "rb", "Where did the whale stranding happen?")["index_version"] == 2
 
 
-def test_gate_refuses_a_worse_configuration_and_the_old_version_keeps_serving(base_url, keys, corpus, rt):
+def test_gate_refuses_a_worse_configuration_and_the_old_version_keeps_serving(base_url, keys, corpus, rt, monkeypatch):
     seed(base_url, keys, "gate", corpus)
     admin = keys.headers("gate-admin")
     with client(base_url) as c:
@@ -230,6 +233,16 @@ def test_gate_refuses_a_worse_configuration_and_the_old_version_keeps_serving(ba
         assert all(a[0] == 200 and a[1] == "ok" and a[3] == 1 for a in load.answers) and load.answers
         index = c.get("/v1/admin/index", headers=admin).json()["tenants"][0]
         assert index["live_version"] == 1 and [v["version"] for v in index["versions"]] == [1]   # v2 dropped
+        assert index["judge_calibration"] is None                                              # the shipped default
+        calibrations = rt.pipeline.judge.tenants
+        monkeypatch.setattr(calibrations, "recheck_s", 0.0)
+        calibrations.store.write(Tenant("gate"), '{"format": 99}')     # a stored calibration the judge cannot read
+        try:
+            shown = c.get("/v1/admin/index", headers=admin).json()["tenants"][0]["judge_calibration"]
+            assert shown["error"] == "ValueError" and shown["fitted_at"] is None
+            assert retrieve(c, keys, "gate", QUERIES[0])["status"] == "degraded"               # judge_failed, said
+        finally:
+            calibrations.delete(Tenant("gate"))
         assert retrieve(c, keys, "gate", QUERIES[0])["index_version"] == 1
     # The baseline figure is the live version's real recall. Hybrid fusion breaks score ties in no fixed
     # order, so a document tied at rank 10 may flip between runs: one flip moves the mean by at most 0.01 here.

@@ -18,6 +18,7 @@ from fathom.service.api.admin_schemas import (
     GoldenSetIn,
     GoldenSetOut,
     IndexOverview,
+    JudgeCalibrationOut,
     JobOut,
     ReindexRequest,
     RollbackOut,
@@ -119,7 +120,23 @@ def _tenant_index(rt: Runtime, tenant: Tenant) -> TenantIndexOut:
         versions.append(VersionOut(version=v, state=state, points=rt.store.count(ref), size_bytes=rt.store.size_bytes(ref),
                                    layout=rt.store.layout(ref).to_json()))
     return TenantIndexOut(tenant=tenant.id, live_version=live, previous_version=previous, versions=versions,
-                          documents=rt.registry.counts(tenant))
+                          documents=rt.registry.counts(tenant), judge_calibration=_calibration(rt, tenant, live))
+
+
+def _calibration(rt: Runtime, tenant: Tenant, live: int | None) -> JudgeCalibrationOut | None:
+    judge = rt.pipeline.judge
+    if judge is None or judge.tenants is None:
+        return None
+    try:
+        calibration = judge.tenants.get(tenant)
+    except Exception as exc:       # a stored calibration the judge cannot read: say so (answers are degraded)
+        return JudgeCalibrationOut(error=type(exc).__name__)
+    if calibration is None:
+        return None
+    p = calibration.provenance
+    version = p.get("index_version")
+    return JudgeCalibrationOut(fitted_at=p.get("fitted_at"), golden=p.get("golden"), examples=p.get("examples", {}),
+                               index_version=version, current=None if version is None else version == live)
 
 
 @router.get("/index", response_model=IndexOverview, summary="Index versions and sizes per tenant")

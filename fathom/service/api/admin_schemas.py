@@ -92,19 +92,37 @@ class VersionOut(BaseModel):
     layout: dict[str, Any] = Field(description="Models, BM25 parameters and chunking the version was built with")
 
 
+class JudgeCalibrationOut(BaseModel):
+    fitted_at: str | None = Field(None, description="When the tenant's judge calibration was fitted")
+    golden: str | None = Field(None, description="What it was fitted on: configured (the tenant's golden set) or a "
+                                                 "file given to `fathom judge calibrate --golden`")
+    examples: dict[str, int] = Field(default_factory=dict, description="questions, asked, with_evidence_found, "
+                                                                       "withheld")
+    index_version: int | None = Field(None, description="The index version it was fitted on (by a reindex)")
+    current: bool | None = Field(None, description="Fitted on the live version (None: the version is not known, "
+                                                   "it was fitted by `fathom judge calibrate`)")
+    error: str | None = Field(None, description="The stored calibration cannot be read: answers are degraded "
+                                                "(judge_failed) until it is refitted or deleted")
+
+
 class TenantIndexOut(BaseModel):
     tenant: str
     live_version: int | None
     previous_version: int | None
     versions: list[VersionOut]
     documents: dict[str, int] = Field(description="Registry documents by status")
+    judge_calibration: JudgeCalibrationOut | None = Field(None, description="The relevance judge's tenant "
+                                                                            "calibration; None: the shipped default")
 
 
 class IndexOverview(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"tenants": [{
         "tenant": "acme", "live_version": 3, "previous_version": 2, "documents": {"ok": 812, "failed": 3},
         "versions": [{"version": 2, "state": "previous", "points": 5120, "size_bytes": 48234496, "layout": {}},
-                     {"version": 3, "state": "live", "points": 5133, "size_bytes": 48410624, "layout": {}}]}]}]})
+                     {"version": 3, "state": "live", "points": 5133, "size_bytes": 48410624, "layout": {}}],
+        "judge_calibration": {"fitted_at": "2025-01-01T10:00:44+00:00", "golden": "configured",
+                              "examples": {"questions": 150, "asked": 300, "with_evidence_found": 131, "withheld": 150},
+                              "index_version": 3, "current": True, "error": None}}]}]})
 
     tenants: list[TenantIndexOut]
 
