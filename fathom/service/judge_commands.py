@@ -51,7 +51,8 @@ def cmd_judge_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         ownership = _claim_edge(settings)
         store = open_store(settings)
         try:
-            if store.live_version(tenant) is None:
+            live = store.live_version(tenant)
+            if live is None:
                 print(f"fathom: tenant {tenant.id} has no live index", file=sys.stderr)
                 return 2
             pipeline = build_pipeline(settings, store, load_models(settings, with_rerank=settings.rerank.kind == "mpnet"),
@@ -61,7 +62,8 @@ def cmd_judge_calibrate(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             try:
                 calibration = calibrate_tenant(pipeline, tenant, [(g.query, g.expected) for g in golden],
-                                               provenance={"golden": args.golden or "configured"})
+                                               provenance={"golden": args.golden or "configured",
+                                                           "index_version": live})
             except CalibrationError as exc:
                 print(f"fathom: {exc}", file=sys.stderr)
                 return 2

@@ -32,7 +32,7 @@ from fathom.service.runtime import Runtime
 from tests.jobs_support import building, cacm_corpus, copy_embedding_cache, job_settings, upload_texts, wait_job
 from tests.support import Keys, REPO, client, live_server
 
-TENANTS = ("e2e", "rb", "gate", "cx")
+TENANTS = ("e2e", "rb", "gate", "cx", "ng")
 QUERIES = ["How do honeybees tell each other where flowers are?", "tidal stream turbines in narrow channels",
            "octopus camouflage chromatophores", "time sharing operating systems"]
 PASSING = {"chunker": "fixed", "max_chunk_tokens": 128}     # as good as the default on this golden set
@@ -183,6 +183,24 @@ def test_reindex_end_to_end_while_serving(base_url, keys, corpus, rt):
                     key=lambda p: p["chunk_index"])
     assert len(chunks) > 1 and max(p["token_count"] for p in chunks) <= 128
     assert all(b["char_start"] < a["char_end"] for a, b in zip(chunks, chunks[1:]))   # overlapping windows
+
+
+def test_a_reindex_without_a_golden_set_keeps_the_calibration_and_says_it_is_stale(base_url, keys, corpus, rt):
+    from fathom.retrieval.judge.fit import calibrate_tenant
+
+    admin, tenant = keys.headers("ng-admin"), Tenant("ng")
+    with client(base_url) as c:
+        upload_texts(c, admin, corpus.documents)                 # no golden set for this tenant
+        golden = [(g["query"], tuple(g["expected"])) for g in corpus.golden]
+        rt.pipeline.judge.tenants.save(tenant, calibrate_tenant(rt.pipeline, tenant, golden,
+                                                                provenance={"golden": "file", "index_version": 1}))
+        job = wait_job(c, admin, c.post("/v1/admin/reindex", json=PASSING, headers=admin).json()["id"])
+        assert job["status"] == "succeeded" and job["result"]["gate"] is None
+        kept = job["result"]["judge_calibration"]
+        assert kept["fitted"] is False and "version 1 is kept" in kept["reason"]
+        shown = c.get("/v1/admin/index", headers=admin).json()["tenants"][0]
+        assert shown["live_version"] == 2 and shown["judge_calibration"]["index_version"] == 1
+        assert shown["judge_calibration"]["current"] is False      # the operator sees it was fitted on another version
 
 
 def test_rollback_replays_writes_made_since_the_swap(base_url, keys, corpus):

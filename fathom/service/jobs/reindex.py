@@ -226,11 +226,21 @@ class Reindex:
         and a calibration fitted on the old version no longer says what it said. Runs after the swap and never
         fails the job: a fit without enough examples keeps the previous calibration and says why. Cost: two
         queries per golden query (~5.5 s for 150 SciFact queries, ~1 s for 26 CACM ones, ``fathom bench guard
-        --calibrate``). Off with ``FATHOM_JUDGE__CALIBRATE_ON_REINDEX=false``; None without a golden set.
+        --calibrate``). Off with ``FATHOM_JUDGE__CALIBRATE_ON_REINDEX=false``. Without a golden set: None, or,
+        when the tenant has a calibration, why it was not refitted.
         """
         judge = self.rt.pipeline.judge
-        if golden is None or judge is None or judge.tenants is None or not self.rt.settings.judge.calibrate_on_reindex:
+        if judge is None or judge.tenants is None or not self.rt.settings.judge.calibrate_on_reindex:
             return None
+        if golden is None:
+            try:
+                kept = judge.tenants.get(self.tenant)
+            except Exception:      # an unreadable one: GET /v1/admin/index says so
+                kept = None
+            return None if kept is None else {
+                "fitted": False, "reason": "no golden set to refit from: the calibration fitted on version "
+                                           f"{kept.provenance.get('index_version', '?')} is kept; "
+                                           "`fathom judge calibrate --golden PATH` refits it"}
         self.ctx.progress("calibrate", 0, len(golden))
         try:
             calibration = calibrate_tenant(self.rt.pipeline, self.tenant, [(g.query, g.expected) for g in golden],

@@ -194,6 +194,7 @@ def test_cli_calibrate_writes_the_tenants_file(index: Any, tmp_path: Path) -> No
     golden = tmp_path / "golden.jsonl"
     golden.write_text("".join(json.dumps({"query": q, "expected": list(e)}) + "\n" for q, e in _golden(index)))
     settings = index.settings
+    live = index.store.live_version(index.tenant)
     index.store.close()        # the command opens the store itself (one owner at a time)
     try:
         args = build_parser().parse_args(["judge", "calibrate", "--tenant", index.tenant.id, "--golden", str(golden)])
@@ -202,6 +203,7 @@ def test_cli_calibrate_writes_the_tenants_file(index: Any, tmp_path: Path) -> No
         try:
             saved = registry_calibrations(registry).get(index.tenant)     # in the registry, for every process
             assert saved is not None and saved.provenance["examples"]["questions"] == len(_golden(index))
+            assert saved.provenance["index_version"] == live   # GET /v1/admin/index: current or not
             assert TenantCalibrations(settings.judge_calibration_dir).get(index.tenant) is None   # not a local file
             args = build_parser().parse_args(["judge", "calibrate", "--tenant", index.tenant.id, "--delete"])
             assert args.fn(args, settings) == 0 and registry_calibrations(registry).get(index.tenant) is None
