@@ -171,6 +171,7 @@ class Registry:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = sa.create_engine(url, **kwargs)
+        self._ingested_selects: dict[tuple[str, ...], Any] = {}
         self._lock_dir: Path | None = None
         if url.startswith("sqlite"):
             with self.engine.connect() as c:
@@ -341,13 +342,20 @@ class Registry:
         return [(d, int(v), h, _unpack_elements(e)) for d, v, h, e in rows]
 
     def _ingested(self, tenant: Tenant, document_ids: list[str], *cols: Any) -> list[Any]:
-        """Rows (``cols`` only) of the tenant's given documents that are ingested, 200 ids per query."""
+        """Rows (``cols`` only) of the tenant's given documents that are ingested, 200 ids per query.
+
+        One statement per column list, built once with bound parameters: building and compiling it per call was
+        about a third of context assembly's registry read (`scripts/registry_read_bench.py`)."""
+        key = tuple(c.name for c in cols)
+        q = self._ingested_selects.get(key)
+        if q is None:
+            q = self._ingested_selects[key] = sa.select(*cols).where(
+                documents.c.tenant == sa.bindparam("tenant"), documents.c.status == "ok",
+                documents.c.document_id.in_(sa.bindparam("ids", expanding=True)))
         out: list[Any] = []
         with self.engine.connect() as c:
             for i in range(0, len(document_ids), 200):
-                q = sa.select(*cols).where(documents.c.tenant == tenant.id, documents.c.status == "ok",
-                                           documents.c.document_id.in_(document_ids[i:i + 200]))
-                out.extend(c.execute(q))
+                out.extend(c.execute(q, {"tenant": tenant.id, "ids": document_ids[i:i + 200]}))
         return out
 
     # --- per-tenant files (golden set, judge calibration) ------------------------------------------
