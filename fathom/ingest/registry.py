@@ -366,6 +366,12 @@ class Registry:
                 tenant_files.c.tenant == tenant.id, tenant_files.c.name == name)).first()
         return (row[0], row[1]) if row else None
 
+    def file_stamp(self, tenant: Tenant, name: str) -> str | None:
+        """The file's stamp alone (what a reader that holds the body checks before reading it again)."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(tenant_files.c.stamp).where(
+                tenant_files.c.tenant == tenant.id, tenant_files.c.name == name)).scalar()
+
     def write_file(self, tenant: Tenant, name: str, body: str) -> str:
         """Create or replace the file in one statement (concurrent writers: the last one wins whole); its stamp."""
         stamp = f"{_now()}:{hashlib.sha256(body.encode()).hexdigest()[:16]}"

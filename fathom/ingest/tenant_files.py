@@ -35,6 +35,12 @@ class RegistryCalibrations:
         self.registry = registry
         self.legacy = CalibrationFiles(legacy) if legacy is not None else None
 
+    def stamp(self, tenant: Tenant) -> str | None:
+        stamp = self.registry.file_stamp(tenant, JUDGE_CALIBRATION)
+        if stamp is None and self.legacy is not None:
+            return self.legacy.stamp(tenant)
+        return stamp
+
     def read(self, tenant: Tenant) -> tuple[str, str] | None:
         found = self.registry.read_file(tenant, JUDGE_CALIBRATION)
         if found is None and self.legacy is not None:

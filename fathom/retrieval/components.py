@@ -93,8 +93,9 @@ def build_judge(settings: Settings, calibrations: TenantCalibrations | None = No
     if not j.enabled:
         return None
     model = JudgeModel.load(j.model) if j.model else JudgeModel.load()
-    return RelevanceJudge(model, topic=Logistic(*settings.guard.dense_calibration),
-                          tenants=calibrations or TenantCalibrations(settings.judge_calibration_dir),
+    if calibrations is None:
+        calibrations = TenantCalibrations(settings.judge_calibration_dir)
+    return RelevanceJudge(model, topic=Logistic(*settings.guard.dense_calibration), tenants=calibrations,
                           budget_ms=j.budget_ms)
 
 

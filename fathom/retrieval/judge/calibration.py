@@ -103,6 +103,7 @@ def _check_format(data: Mapping[str, Any], kind: str) -> None:
 class CalibrationStore(Protocol):
     """Where tenant calibrations are kept: JSON text per tenant, with a stamp that changes on every write."""
 
+    def stamp(self, tenant: Tenant) -> str | None: ...                 # cheap: is there one, and which
     def read(self, tenant: Tenant) -> tuple[str, str] | None: ...      # (stamp, JSON text)
     def write(self, tenant: Tenant, text: str) -> None: ...
     def delete(self, tenant: Tenant) -> bool: ...
@@ -117,11 +118,16 @@ class CalibrationFiles:
     def path(self, tenant: Tenant) -> Path:
         return self.root / f"{tenant.id}.json"
 
-    def read(self, tenant: Tenant) -> tuple[str, str] | None:
-        path = self.path(tenant)
+    def stamp(self, tenant: Tenant) -> str | None:
         try:
-            stamp = str(path.stat().st_mtime_ns)
-            return stamp, path.read_text(encoding="utf-8")
+            return str(self.path(tenant).stat().st_mtime_ns)
+        except FileNotFoundError:
+            return None
+
+    def read(self, tenant: Tenant) -> tuple[str, str] | None:
+        stamp = self.stamp(tenant)
+        try:
+            return (stamp, self.path(tenant).read_text(encoding="utf-8")) if stamp is not None else None
         except FileNotFoundError:
             return None
 
@@ -164,20 +170,19 @@ class TenantCalibrations:
         if cached is not None and self.recheck_s > 0 and now - cached[0] < self.recheck_s:
             return cached[2]
         try:
-            found = self.store.read(tenant)
+            stamp = self.store.stamp(tenant)       # a stat, or one small query: the text is read only when it changed
+            unchanged = stamp is not None and cached is not None and cached[1] == stamp and cached[2] is not None
+            found = None if stamp is None or unchanged else self.store.read(tenant)
         except Exception:
             if cached is None:
                 raise                      # nothing read yet: the judge fails explicitly (judge_failed)
             return cached[2]               # the store blinked: keep serving what was read, ask again next time
-        if found is None:
-            with self._lock:
-                self._cache[tenant.id] = (now, None, None)
-            return None
-        stamp, text = found
-        if cached is not None and cached[1] == stamp and cached[2] is not None:
-            calibration = cached[2]
+        if unchanged:
+            calibration = cached[2]        # type: ignore[index]
+        elif found is None:
+            stamp, calibration = None, None
         else:
-            calibration = TenantCalibration.from_json(json.loads(text))
+            stamp, calibration = found[0], TenantCalibration.from_json(json.loads(found[1]))
         with self._lock:
             self._cache[tenant.id] = (now, stamp, calibration)
         return calibration

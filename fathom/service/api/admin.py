@@ -174,10 +174,10 @@ def get_golden_set(caller: Annotated[Caller, Depends(admin_caller)],
                    rt: Annotated[Runtime, Depends(runtime)]) -> GoldenSetOut:
     sets = golden_sets(rt.job_services())
     try:
-        queries = sets.load(caller.tenant) or []
+        found = sets.find(caller.tenant)
     except GoldenSetInvalid as exc:
         raise Problem(422, "golden_set_invalid", "The stored golden set is invalid", str(exc)) from None
-    source = sets.source(caller.tenant)
+    source, queries = found if found is not None else (None, [])
     return GoldenSetOut(source=source, queries=[GoldenQueryIn(query=q.query, expected=list(q.expected)) for q in queries])
 
 

@@ -99,24 +99,22 @@ class GoldenSets:
     def _legacy(self, tenant: Tenant) -> Path:
         return self.legacy_root / f"{tenant.id}.jsonl"
 
-    def source(self, tenant: Tenant) -> Literal["tenants_file", "uploaded"] | None:
-        if self.tenants.get(tenant).golden_set is not None:
-            return "tenants_file"
-        if self.registry.read_file(tenant, GOLDEN_SET) is not None or self._legacy(tenant).exists():
-            return "uploaded"
-        return None
-
-    def load(self, tenant: Tenant) -> list[GoldenQuery] | None:
+    def find(self, tenant: Tenant) -> tuple[Literal["tenants_file", "uploaded"], list[GoldenQuery]] | None:
+        """Where the tenant's golden set comes from, and its queries (None: it has none)."""
         configured = self.tenants.get(tenant).golden_set
         if configured is not None:
             if not configured.exists():
                 raise GoldenSetInvalid(f"the configured golden set {configured} does not exist")
-            return read_golden(configured, self.max_queries)
+            return "tenants_file", read_golden(configured, self.max_queries)
         stored = self.registry.read_file(tenant, GOLDEN_SET)
         if stored is not None:
-            return parse_jsonl(stored[1], self.max_queries)
+            return "uploaded", parse_jsonl(stored[1], self.max_queries)
         legacy = self._legacy(tenant)
-        return read_golden(legacy, self.max_queries) if legacy.exists() else None
+        return ("uploaded", read_golden(legacy, self.max_queries)) if legacy.exists() else None
+
+    def load(self, tenant: Tenant) -> list[GoldenQuery] | None:
+        found = self.find(tenant)
+        return found[1] if found is not None else None
 
     def save(self, tenant: Tenant, queries: list[GoldenQuery]) -> None:
         if self.tenants.get(tenant).golden_set is not None:

@@ -49,10 +49,10 @@ def test_a_golden_set_uploaded_in_one_process_gates_a_reindex_in_another(tmp_pat
     api, api_sets = _pod(tmp_path, "api", registry_url)
     worker, worker_sets = _pod(tmp_path, "worker", registry_url)
     try:
-        assert worker_sets.load(ACME) is None and worker_sets.source(ACME) is None
+        assert worker_sets.load(ACME) is None and worker_sets.find(ACME) is None
         queries = [GoldenQuery("time sharing systems", ("cacm-1", "cacm-2")), GoldenQuery("parsing", ("cacm-9",))]
         api_sets.save(ACME, queries)
-        assert worker_sets.load(ACME) == queries and worker_sets.source(ACME) == "uploaded"
+        assert worker_sets.load(ACME) == queries and worker_sets.find(ACME) == ("uploaded", queries)
         assert worker_sets.load(OTHER) is None                         # tenant-scoped
         api_sets.save(ACME, queries[:1])                               # replaced whole
         assert worker_sets.load(ACME) == queries[:1]
@@ -69,7 +69,7 @@ def test_a_golden_set_uploaded_before_the_registry_kept_them_is_still_read(tmp_p
         legacy = sets.legacy_root / "acme.jsonl"
         legacy.parent.mkdir(parents=True)
         legacy.write_text(json.dumps({"query": "q", "expected": ["d"]}) + "\n")
-        assert sets.load(ACME) == [GoldenQuery("q", ("d",))] and sets.source(ACME) == "uploaded"
+        assert sets.find(ACME) == ("uploaded", [GoldenQuery("q", ("d",))])
         sets.save(ACME, [GoldenQuery("new", ("e",))])                  # the registry's wins from then on
         assert sets.load(ACME) == [GoldenQuery("new", ("e",))]
     finally:
@@ -152,6 +152,7 @@ def test_a_registry_that_fails_keeps_the_calibration_last_read_and_a_first_read_
             raise ConnectionError("registry down")                     # the fault injected
 
         calibrations.store.registry.read_file = down                    # type: ignore[method-assign]
+        calibrations.store.registry.file_stamp = down                   # type: ignore[method-assign]
         assert calibrations.get(ACME).provenance == {"fit": 1.0}
         with pytest.raises(ConnectionError):
             calibrations.get(OTHER)                                     # never read: no silent default
