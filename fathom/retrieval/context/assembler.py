@@ -268,14 +268,21 @@ class _Packer:
         p = self.passages[i]
         assert None not in (p.char_start, p.char_end, c.char_start, c.char_end)
         start, end = min(p.char_start, c.char_start), max(p.char_end, c.char_end)
-        added = self.cost(doc.text[start:p.char_start]) + self.cost(doc.text[p.char_end:end])
         if self.opts.max_passage_tokens is not None:
             room = min(room, max(0, self.opts.max_passage_tokens - self.cost(p.text)))
+        if (start, end) == (p.char_start, p.char_end):
+            added = 0                            # inside the passage already: it only joins its chunks
+        elif room <= 0:                          # any text costs a token: nothing to add, nor to trim (a capped
+            added = room + 1                     # passage extended by its next chunk, most often): skip the count
+        elif (p.char_start - start) + (end - p.char_end) > _MAX_CHARS_PER_TOKEN * room:
+            added = room + 1                     # cannot fit whole (see _MAX_CHARS_PER_TOKEN): trimmed, uncounted
+        else:
+            added = self.cost(doc.text[start:p.char_start]) + self.cost(doc.text[p.char_end:end])
         if added <= room:
             self.passages[i] = respan(p, doc, start, end, chunks=overlapping([*p.chunks, c], start, end),
                                       rank=min(p.rank, c.rank))
             self.used += added
-        elif self.opts.trim:                     # as far towards the chunk as the budget allows
+        elif self.opts.trim and room > 0:        # as far towards the chunk as the budget allows
             grown, added = grow(p, doc, (start, end), room, self.cost, words=True)
             if added:
                 s, e = grown.char_start, grown.char_end

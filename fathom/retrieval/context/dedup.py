@@ -12,23 +12,16 @@ boilerplate often is; the test is symmetric. The best-scored passage is kept and
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fathom.retrieval.context.types import ContextChunk, Duplicate, Passage
+from fathom.retrieval.context.words import words
 
 Ranked = TypeVar("Ranked", ContextChunk, Passage)
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 CONTAINMENT = 0.9
-
-
-def words(text: str) -> list[str]:
-    folded = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
-    return _WORD.findall(folded)
 
 
 def shingles(w: Sequence[str]) -> frozenset[tuple[str, ...]]:

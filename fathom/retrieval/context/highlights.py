@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from fathom.retrieval.context.passages import last_fit, overlapping, word_ends, word_starts
+from fathom.retrieval.context.passages import last_fit, overlapping, proportional, word_ends, word_starts
 from fathom.retrieval.context.terms import QueryTerms
 from fathom.retrieval.context.types import Highlight, Passage
 
@@ -49,21 +49,23 @@ def best_window(p: Passage, terms: QueryTerms, room: int, cost: Callable[[str], 
         if lo <= hi and (best is None or gain > best[0] + 1e-9 or (gain > best[0] - 1e-9 and total > best[3])):
             best = (gain, lo, hi, total)
     if best is None:
-        s, e, _ = max(sents, key=lambda x: (x[2], -x[0]))
-        return _prefix(p, s, s, e, room, cost, terms)
+        i = max(range(len(sents)), key=lambda i: (sents[i][2], -sents[i][0]))
+        s, e, _ = sents[i]
+        return _prefix(p, s, s, e, room, cost, terms, whole=costs[i] - 1)
     _, lo, hi, total = best
     if room - total > 1 and hi + 1 < len(sents):      # the rest: the next sentence's first words ...
-        return _prefix(p, sents[lo][0], sents[hi + 1][0], sents[hi + 1][1], room, cost, terms, total) or \
-            _cut(p, sents[lo][0], sents[hi][1], terms)
+        return _prefix(p, sents[lo][0], sents[hi + 1][0], sents[hi + 1][1], room, cost, terms, total,
+                       whole=costs[hi + 1] - 1) or _cut(p, sents[lo][0], sents[hi][1], terms)
     if room - total > 1 and lo > 0:                    # ... or, at the passage's end, the previous one's last words
-        return _suffix(p, sents[lo - 1][0], sents[lo][0], sents[hi][1], room, cost, terms, total - 1) or \
-            _cut(p, sents[lo][0], sents[hi][1], terms)
+        return _suffix(p, sents[lo - 1][0], sents[lo][0], sents[hi][1], room, cost, terms, total - 1,
+                       whole=costs[lo - 1] - 1) or _cut(p, sents[lo][0], sents[hi][1], terms)
     return _cut(p, sents[lo][0], sents[hi][1], terms)
 
 
 def _prefix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str], int],
-            terms: QueryTerms, base: int = 0) -> Passage | None:
-    """``p.text[s:x]`` for a word boundary ``x`` in ``(at, e]`` within ``room`` tokens (binary search).
+            terms: QueryTerms, base: int = 0, whole: int = 0) -> Passage | None:
+    """``p.text[s:x]`` for a word boundary ``x`` in ``(at, e]`` within ``room`` tokens (``last_fit``, guided by
+    ``whole``, the tokens of the sentence ``p.text[at:e]``).
 
     ``base`` estimates the tokens of ``p.text[s:at]`` (the whole sentences already chosen): the search then counts
     only the words after ``at``, and the one text it picks is counted whole to check it; should that miss (a BPE
@@ -71,24 +73,26 @@ def _prefix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str]
     step was most of the cost of trimming a passage.
     """
     ends = word_ends(p.text, at, e) + [e]
+    guess = proportional(len(ends), room - base, whole)
     if base and at > s:
-        i = last_fit(ends, lambda x: cost(p.text[at:x]) <= room - base)
+        i = last_fit(ends, lambda x: cost(p.text[at:x]) <= room - base, guess)
         if i >= 0 and cost(p.text[s:ends[i]]) <= room:
             return _cut(p, s, ends[i], terms)
-    i = last_fit(ends, lambda x: cost(p.text[s:x]) <= room)
+    i = last_fit(ends, lambda x: cost(p.text[s:x]) <= room, guess)
     return _cut(p, s, ends[i], terms) if i >= 0 else None
 
 
 def _suffix(p: Passage, s: int, at: int, e: int, room: int, cost: Callable[[str], int],
-            terms: QueryTerms, base: int = 0) -> Passage | None:
+            terms: QueryTerms, base: int = 0, whole: int = 0) -> Passage | None:
     """``p.text[x:e]`` for a word start ``x`` in ``[s, at)`` within ``room`` tokens (``base``: as in _prefix, for
-    ``p.text[at:e]``)."""
+    ``p.text[at:e]``; ``whole``: the tokens of the sentence starting at ``s``)."""
     starts = ([s] + word_starts(p.text, s, at))[::-1]      # nearest ``at`` first: the search keeps the last fit
+    guess = proportional(len(starts), room - base, whole)
     if base:
-        i = last_fit(starts, lambda x: cost(p.text[x:at]) <= room - base)
+        i = last_fit(starts, lambda x: cost(p.text[x:at]) <= room - base, guess)
         if i >= 0 and cost(p.text[starts[i]:e]) <= room:
             return _cut(p, starts[i], e, terms)
-    i = last_fit(starts, lambda x: cost(p.text[x:e]) <= room)
+    i = last_fit(starts, lambda x: cost(p.text[x:e]) <= room, guess)
     return _cut(p, starts[i], e, terms) if i >= 0 else None
 
 

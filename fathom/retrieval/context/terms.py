@@ -14,14 +14,11 @@ No model runs here.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections.abc import Sequence
 
 from fathom.retrieval.bm25 import stem_words, tokenize
+from fathom.retrieval.context.words import fold, split_words
 from fathom.retrieval.sentences import sentence_spans
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 Scored = list[tuple[int, int, float]]    # (start, end, score) of each sentence, offsets into the text
 
@@ -30,7 +27,7 @@ class QueryTerms:
     """The query's terms weighted over the candidate passages' texts, with a per-assembly memo of sentence scores."""
 
     def __init__(self, query: str, texts: Sequence[str]):
-        terms = set(tokenize(query))
+        terms = sorted(set(tokenize(query)))   # a fixed order (and rounded scores, _score)
         folded = [t.casefold() for t in texts]
         n = max(len(texts), 1)
         self.weights = {t: math.log1p(n / max(sum(t in f for f in folded), 1)) for t in terms}
@@ -54,12 +51,14 @@ class QueryTerms:
         return scored
 
     def _score(self, sentence: str) -> float:
-        folded = unicodedata.normalize("NFKC", sentence).casefold() if not sentence.isascii() else sentence.lower()
+        folded = fold(sentence)
         hits = [check for check in self._checks if check[2] in folded]
         if not hits:
             return 0.0
-        words = _WORD.findall(folded)
-        return sum(weight for term, weight, probe in hits if term in stem_words([w for w in words if probe in w]))
+        words = split_words(folded)
+        # Rounded: terms of equal weight (equal df) make ties, which must not break on the order of the sum.
+        return round(sum(weight for term, weight, probe in hits
+                         if term in stem_words([w for w in words if probe in w])), 9)
 
     def derive(self, parent: str, start: int, end: int) -> None:
         """Scores of ``parent[start:end]`` (a window of whole sentences) from the parent's, without re-tokenizing."""
