@@ -48,7 +48,7 @@ from fathom.retrieval.context.passages import (DocKey, grow, overlapping, respan
                                                usable_documents)
 from fathom.retrieval.context.render import SEPARATOR, citations, marker, render
 from fathom.retrieval.context.terms import QueryTerms
-from fathom.retrieval.context.tokens import PromptTokenizer
+from fathom.retrieval.context.tokens import MAX_CHARS_PER_TOKEN, PromptTokenizer
 from fathom.retrieval.context.types import (ContextChunk, ContextInput, ContextOptions, ContextOutput, DocumentSource,
                                             Duplicate, Passage, StoredDocument)
 from fathom.retrieval.guard import Status
@@ -57,9 +57,6 @@ from fathom.retrieval.injection import scan as scan_injection
 log = logging.getLogger(__name__)
 
 _ASSEMBLED = (Status.OK, Status.DEGRADED)
-# No tokenizer packs prose at more than 8 characters a token on average (cl100k_base: ~4.8 on SciFact); a text
-# longer than this many characters per token of room cannot fit, so it is skipped without counting it.
-_MAX_CHARS_PER_TOKEN = 8
 
 
 class ContextAssembler:
@@ -224,7 +221,7 @@ class _Packer:
         if target is not None:
             self._extend(target, c, doc, room)   # type: ignore[arg-type]
             return True
-        if room - self.overhead < self.min_fragment and len(c.text) > _MAX_CHARS_PER_TOKEN * (room - self.overhead):
+        if room - self.overhead < self.min_fragment and len(c.text) > MAX_CHARS_PER_TOKEN * (room - self.overhead):
             return True                          # cannot fit whole, too little room for a fragment: not even counted
         if self.dedup is not None:
             owner = self.dedup.find(c.text, c.document_id)
@@ -274,8 +271,8 @@ class _Packer:
             added = 0                            # inside the passage already: it only joins its chunks
         elif room <= 0:                          # any text costs a token: nothing to add, nor to trim (a capped
             added = room + 1                     # passage extended by its next chunk, most often): skip the count
-        elif (p.char_start - start) + (end - p.char_end) > _MAX_CHARS_PER_TOKEN * room:
-            added = room + 1                     # cannot fit whole (see _MAX_CHARS_PER_TOKEN): trimmed, uncounted
+        elif (p.char_start - start) + (end - p.char_end) > MAX_CHARS_PER_TOKEN * room:
+            added = room + 1                     # cannot fit whole (see MAX_CHARS_PER_TOKEN): trimmed, uncounted
         else:
             added = self.cost(doc.text[start:p.char_start]) + self.cost(doc.text[p.char_end:end])
         if added <= room:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
+from fathom.retrieval.context.tokens import MAX_CHARS_PER_TOKEN
 from fathom.retrieval.context.types import ContextChunk, Passage, StoredDocument
 from fathom.retrieval.sentences import sentence_spans
 
@@ -108,13 +109,17 @@ def grow(p: Passage, doc: StoredDocument, bounds: tuple[int, int], room: int, co
                 continue
             s, e = sides[side][0]
             piece = doc.text[end:e] if side == "after" else doc.text[s:start]
-            added = cost(piece)
             left = room - used["after"] - used["before"]
+            # A sentence far longer than the room (a capped passage's next chunk, most often) is not counted whole;
+            # its length then guides the search for the words that fit (~4 characters a token).
+            counted = len(piece) <= MAX_CHARS_PER_TOKEN * left
+            added = cost(piece) if counted else left + 1
+            whole = added if counted else max(len(piece) // 4, added)
             if added > left or (per_side is not None and used[side] + added > per_side):
                 sides[side] = []
                 if words and left > 1:
-                    cut = _words_within(doc.text, end, e, left, cost, added) if side == "after" else \
-                        _words_within(doc.text, start, s, left, cost, added)
+                    cut = _words_within(doc.text, end, e, left, cost, whole) if side == "after" else \
+                        _words_within(doc.text, start, s, left, cost, whole)
                     if cut is not None:
                         n, edge = cut
                         used[side] += n

@@ -36,6 +36,10 @@ from typing import Protocol
 
 APPROX = "approx"
 CL100K = "cl100k_base"
+# No tokenizer packs prose at more than 8 characters a token on average (cl100k_base: ~4.8 on SciFact): a text
+# longer than this many characters per token of room cannot fit, so packing skips or trims it without counting it
+# (should some text pack denser, it is only trimmed where it would have fit: the budget still holds).
+MAX_CHARS_PER_TOKEN = 8
 
 
 class PromptTokenizer(Protocol):
