@@ -269,10 +269,9 @@ class _Packer:
             room = min(room, max(0, self.opts.max_passage_tokens - self.cost(p.text)))
         if (start, end) == (p.char_start, p.char_end):
             added = 0                            # inside the passage already: it only joins its chunks
-        elif room <= 0:                          # any text costs a token: nothing to add, nor to trim (a capped
-            added = room + 1                     # passage extended by its next chunk, most often): skip the count
         elif (p.char_start - start) + (end - p.char_end) > MAX_CHARS_PER_TOKEN * room:
-            added = room + 1                     # cannot fit whole (see MAX_CHARS_PER_TOKEN): trimmed, uncounted
+            added = room + 1                     # cannot fit whole (no room at all, most often: a capped passage
+                                                 # extended by its next chunk; see MAX_CHARS_PER_TOKEN): uncounted
         else:
             added = self.cost(doc.text[start:p.char_start]) + self.cost(doc.text[p.char_end:end])
         if added <= room:
