@@ -21,10 +21,16 @@ def fold(text: str) -> str:
     return text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
 
 
+def spaced(ascii_text: str) -> str:
+    """ASCII text with every character that is not a letter or digit turned into a space: the same offsets, and a
+    word is a run of non-spaces (what ``QueryTerms`` searches to find the word around an offset)."""
+    return ascii_text.translate(_ASCII_SEPARATORS)
+
+
 def split_words(folded: str) -> list[str]:
     """The runs of letters and digits of already folded text."""
     if folded.isascii():
-        return folded.translate(_ASCII_SEPARATORS).split()
+        return spaced(folded).split()
     return _WORD.findall(folded)
 
 

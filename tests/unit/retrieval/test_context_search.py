@@ -1,5 +1,6 @@
 """The pieces trimming is made of: the guided search for the last fitting word, the ASCII word split, and
-sentence scores that do not depend on the order the query's terms come in."""
+sentence scores that do not depend on the order the query's terms come in, and are the same whether a text's
+sentences are scored one by one or in one pass."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import unicodedata
 
 import pytest
 
+from fathom.benchmarks.datasets import load_beir
 from fathom.retrieval.context.passages import last_fit, proportional
 from fathom.retrieval.context.terms import QueryTerms
 from fathom.retrieval.context.words import split_words, words
+from fathom.retrieval.sentences import sentence_spans
 
 
 def _binary(marks: list[int], fits) -> int:
@@ -85,3 +88,40 @@ def test_sentence_scores_do_not_depend_on_the_order_of_the_query_terms():
     assert len(seen) == 1
     scores = seen.pop()
     assert scores[0] == scores[1]                   # 0.1 + 0.2 + 0.3 both ways round
+
+
+def _by_sentence(qt: QueryTerms, text: str) -> list[float]:
+    return [qt._score(text[s:e]) for s, e in sentence_spans(text, 0, len(text))]
+
+
+@pytest.mark.parametrize("dataset", ["scifact", "cacm"])
+def test_one_pass_scores_equal_sentence_by_sentence_scores_on_real_texts(data_dir, dataset):
+    """``QueryTerms._scan`` (each probe searched once in the whole text) gives every sentence the score
+    ``_score`` gives it alone, for real questions against the texts a head would hold (a sample of the corpus)."""
+    ds = load_beir(data_dir / dataset)
+    docs = [f"{d.title}\n\n{d.text}" for d, _ in zip(ds.corpus(), range(3000))]
+    rng = random.Random(7)
+    compared = 0
+    for query in rng.sample(sorted(ds.queries.values()), 40):
+        head = rng.sample(docs, 20)
+        qt = QueryTerms(query, head)
+        for text in head:
+            if not text.isascii():
+                continue
+            scanned = qt._scan(text, sentence_spans(text, 0, len(text)))
+            assert scanned == _by_sentence(qt, text), (query, text[:80])
+            compared += sum(score > 0 for score in scanned)
+    assert compared > 200                            # the sample really scores matching sentences
+
+
+def test_one_pass_scores_on_edge_cases():
+    qt = QueryTerms("studies of cell signalling in cells", ["x"])
+    for text in ["Cell cells cellular. Studies studied studying! Signalling, signal_ling and cell-signalling.",
+                 "Nothing here matches. Not one word.",
+                 "Cellcell cell. STUDIES (of cells) -- a study. Signalled."]:
+        spans = sentence_spans(text, 0, len(text))
+        assert qt._scan(text, spans) == _by_sentence(qt, text)
+    # A word outside every sentence span (or across one's edge) cannot be placed: scored sentence by sentence.
+    assert qt._scan("cell study", [(0, 3)]) is None
+    assert qt.sentences("cells here. More cells.") == [(0, 11, qt._score("cells here.")),
+                                                       (12, 23, qt._score("More cells."))]
