@@ -134,11 +134,11 @@ class GuardSettings(BaseModel):
 
     # With the relevance judge (hybrid queries), `confidence` is the probability that the judged head holds evidence
     # for the query and a chunk's is the probability that it is evidence (fathom/retrieval/judge/). The defaults are
-    # the judge's operating point on SciFact *train* (`fathom judge fit`, weights/judge.json "operating_point"): at
-    # most 5 % of the answerable examples under min_confidence, 98 % of their evidence chunks above
+    # the judge's operating point on SciFact *train* (`fathom judge fit`, weights/judge.json "operating_point", read
+    # out of fold): at most 5 % of the answerable examples under min_confidence, 98 % of their evidence chunks above
     # min_chunk_confidence. Other modes read the dense-cosine logistic below (or BM25 term coverage).
-    min_confidence: float = Field(0.135, ge=0, le=1, description="Below this the response is no_relevant_context")
-    min_chunk_confidence: float = Field(0.014, ge=0, le=1, description="Chunks under this are dropped as junk")
+    min_confidence: float = Field(0.106, ge=0, le=1, description="Below this the response is no_relevant_context")
+    min_chunk_confidence: float = Field(0.016, ge=0, le=1, description="Chunks under this are dropped as junk")
     # sigmoid(a * cosine + b) for the first-stage dense cosine, used when no reranker scored a chunk.
     # Fitted by `fathom bench calibrate` on SciFact train (809 queries) vs fathom/benchmarks/offtopic_calibration.txt.
     dense_calibration: tuple[float, float] = (31.39, -13.39)
