@@ -116,6 +116,7 @@ def test_replacement_is_atomic_for_readers(runtime):
         while not stop.is_set():
             res = runtime.pipeline.retrieve(RetrievalQuery(tenant, "zanzibarite marker", top_k=20, mode="bm25", policy=OPEN))
             seen.append({c.hit.payload["doc_version"] for c in res.candidates if c.hit.document_id == "m"})
+            time.sleep(0.002)   # let the writer run: a reader that never yields starves the ingest of the GIL
 
     t = threading.Thread(target=reader)
     t.start()
