@@ -63,7 +63,7 @@ def _scores(model: JudgeModel, examples: list[Example], topic: Logistic) -> tupl
 
 
 def operating_point(model: JudgeModel, examples: list[Example], topic: Logistic,
-                    folds: int = OPERATING_FOLDS) -> dict[str, float]:
+                    folds: int = OPERATING_FOLDS) -> dict[str, float | str]:
     """Guard thresholds for the served confidence, P(on topic) x P(evidence | on topic), read off the training
     split's questions **out of fold**: each question is scored by a model fitted on the other folds (``folds``,
     grouped by question). Read in-sample, as the first shipped default was, the thresholds come out too high for
