@@ -78,7 +78,7 @@ def main() -> None:
                 judge.append([res.judge.confidence, res.judge.base_answer_logit, *res.judge.answer_features.values()])
                 lexical.append(_lexical(terms, sentences))
                 if q is not None:
-                    v = index.models.dense.embed(sentences)
+                    v = index.models.dense.embed(sentences or [""])
                     cos = np.sort((v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12))
                                   @ (q / (np.linalg.norm(q) + 1e-12)))[::-1]
                     dense.append([float(cos[0]), float(cos[0] - cos[min(4, len(cos) - 1)]), float(cos[:3].mean())])

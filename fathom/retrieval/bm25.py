@@ -71,6 +71,11 @@ def stem_words(words: list[str]) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+def stem_word(word: str) -> str:
+    """One word's stem (PyStemmer keeps its own cache of recent words, so repeated words cost a lookup)."""
+    return _stemmer().stemWord(word)
+
+
 def term_id(token: str) -> int:
     """Stable 31-bit id for a token (CRC32; collisions are rare and only merge two terms' statistics)."""
     return zlib.crc32(token.encode("utf-8")) & 0x7FFFFFFF

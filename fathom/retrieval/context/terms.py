@@ -19,7 +19,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from fathom.retrieval.bm25 import stem_words, tokenize
+from fathom.retrieval.bm25 import stem_word, stem_words, tokenize
 from fathom.retrieval.context.words import fold, spaced, split_words
 from fathom.retrieval.sentences import sentence_spans
 
@@ -39,7 +39,6 @@ class QueryTerms:
         self._checks = [(t, w, t[:-1] if len(t) > 3 else t) for t, w in self.weights.items()]
         self._memo: dict[str, Scored] = {}
         self._spans: dict[str, list[tuple[int, int]]] = {}
-        self._stems: dict[str, str] = {}
 
     def know(self, text: str, spans: list[tuple[int, int]]) -> None:
         """``text``'s sentence spans, split at ingest (``facts.ChunkFacts``): scoring it then splits nothing."""
@@ -83,18 +82,12 @@ class QueryTerms:
                 j = bisect_right(starts, start) - 1
                 if j < 0 or end > spans[j][1]:
                     return None
-                if self._stem(folded[start:end]) == term:
+                if stem_word(folded[start:end]) == term:
                     found[j].add(k)
                     end = spans[j][1]          # the term is in this sentence: on to the next one
                 i = folded.find(probe, end)
         checks = self._checks
         return [round(sum(checks[k][1] for k in sorted(hit)), 9) if hit else 0.0 for hit in found]
-
-    def _stem(self, word: str) -> str:
-        stem = self._stems.get(word)
-        if stem is None:
-            stem = self._stems[word] = stem_words([word])[0]
-        return stem
 
     def _score(self, sentence: str) -> float:
         folded = fold(sentence)
