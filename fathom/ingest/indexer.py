@@ -20,6 +20,8 @@ from fathom.ingest.chunking import PATH_SEP, Chunk
 from fathom.retrieval.bm25 import Bm25Encoder, Bm25Params, tokenize
 from fathom.retrieval.context.facts import PAYLOAD_KEY as FACTS_KEY
 from fathom.retrieval.context.facts import chunk_facts
+from fathom.retrieval.context.sketch import PAYLOAD_KEY as SKETCH_KEY
+from fathom.retrieval.context.sketch import VocabularySketch
 from fathom.retrieval.context.tokens import PromptTokenizer
 from fathom.retrieval.models.embed_cache import EmbeddingCache
 from fathom.retrieval.models.embedder import OnnxEmbedder, SpanJob, read_manifest
@@ -242,6 +244,7 @@ class Indexer:
                 "token_count": chunk.token_count,
                 "bm25_len": len(tokens),
                 "ingested_at": now,
+                SKETCH_KEY: VocabularySketch.of_text(chunk.text).to_payload(),
             }
             if self.prompt_tokenizer is not None:
                 payload[FACTS_KEY] = chunk_facts(chunk.text, self.prompt_tokenizer).to_payload()

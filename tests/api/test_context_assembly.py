@@ -371,9 +371,11 @@ def test_count_cache_gives_the_tokenizers_counts_within_its_bound():
 
 
 def test_counts_stored_at_ingest_are_the_tokenizers_and_give_the_same_context(runtime, corpus):
-    """Every chunk carries its token and sentence counts from ingest (approx, the configured tokenizer); assembly
-    with them gives exactly what it gives counting everything itself, and facts it cannot trust are ignored."""
+    """Every chunk carries its token and sentence counts (approx, the configured tokenizer) and its vocabulary sketch
+    from ingest; assembly with them gives exactly what it gives counting and comparing everything itself, and facts it
+    cannot trust are ignored."""
     from fathom.retrieval.context.facts import ChunkFacts, chunk_facts
+    from fathom.retrieval.context.sketch import VocabularySketch
     approx = load_tokenizer("approx")
     assembler = ContextAssembler(approx, RegistryDocuments(runtime.registry))
     rng = random.Random(7)
@@ -381,7 +383,8 @@ def test_counts_stored_at_ingest_are_the_tokenizers_and_give_the_same_context(ru
     for tenant, query in [("sci", q) for q in corpus["queries"][:6]] + [("alpha", "honeybee waggle dance")]:
         status, chunks = chunks_for(runtime, tenant, query, top_k=20)
         assert chunks and all(c.facts is not None and c.facts == chunk_facts(c.text, approx) for c in chunks)
-        bare = [replace(c, facts=None) for c in chunks]
+        assert all(c.sketch == VocabularySketch.of_text(c.text) for c in chunks)
+        bare = [replace(c, facts=None, sketch=None) for c in chunks]
         # Facts of another tokenizer, or whose spans overrun the text, are never used (wrong on purpose here).
         alien = [replace(c, facts=ChunkFacts("cl100k_base", 1, ((0, 1, 1),))) for c in chunks]
         overrun = [replace(c, facts=ChunkFacts(approx.identity, 1, ((0, len(c.text) + 1, 1),))) for c in chunks]
@@ -393,8 +396,8 @@ def test_counts_stored_at_ingest_are_the_tokenizers_and_give_the_same_context(ru
             want = assembler.run(ContextInput(Tenant(tenant), query, status, bare, opts))
             for variant in (chunks, alien, overrun):
                 got = assembler.run(ContextInput(Tenant(tenant), query, status, variant, opts))
-                assert [(p.text, p.tokens, p.highlights, p.chunk_ids) for p in got.passages] == \
-                    [(p.text, p.tokens, p.highlights, p.chunk_ids) for p in want.passages], (query, opts)
+                assert [(p.text, p.tokens, p.highlights, p.chunk_ids, p.duplicates) for p in got.passages] == \
+                    [(p.text, p.tokens, p.highlights, p.chunk_ids, p.duplicates) for p in want.passages], (query, opts)
                 assert (got.context, got.tokens_used, got.dropped, got.collapsed) == \
                     (want.context, want.tokens_used, want.dropped, want.collapsed)
             used += any(p.trimmed for p in want.passages)

@@ -79,6 +79,9 @@ class ContextAssembler:
                 cost.learn(c.text, c.facts)
                 terms.know(c.text, [(s, e) for s, e, _ in c.facts.sentences])
         signatures = Signatures()
+        for c in inp.chunks:
+            if c.sketch is not None:
+                signatures.know(c.text, c.sketch)
         packer = _Packer(docs, opts, terms, cost, signatures)
         for c in mmr(list(inp.chunks), opts.diversity):
             if not packer.add(c):

@@ -16,6 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from fathom.retrieval.context.sketch import VocabularySketch, share_fewer
 from fathom.retrieval.context.types import ContextChunk, Duplicate, Passage
 from fathom.retrieval.context.words import words
 
@@ -33,41 +34,130 @@ def shingles(w: Sequence[str]) -> frozenset[tuple[str, ...]]:
 
 @dataclass(slots=True)
 class Signature:
-    words: list[str]
-    vocabulary: frozenset[str]
-    grams: frozenset[tuple[str, ...]] | None = None
+    """A text's words, vocabulary and shingles, each built on first use; its vocabulary's sketch if known, else
+    maybe that of a text it lies inside (a window a chunk was trimmed to: its vocabulary is a subset of the chunk's)."""
+
+    text: str
+    sketch: VocabularySketch | None = None
+    outer: VocabularySketch | None = None   # the sketch of a text this one is a run of whole words of
+    _words: list[str] | None = None
+    _vocabulary: frozenset[str] | None = None
+    _grams: frozenset[tuple[str, ...]] | None = None
+    _size: int | None = None
 
     @classmethod
     def of(cls, text: str) -> "Signature":
-        w = words(text)
-        return cls(w, frozenset(w))
+        return cls(text)
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = words(self.text)
+        return self._words
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        if self._vocabulary is None:
+            self._vocabulary = frozenset(self.words)
+        return self._vocabulary
+
+    @property
+    def size(self) -> int:
+        """Distinct words (read off the sketch without splitting the text)."""
+        if self._size is None:
+            self._size = self.sketch.size if self.sketch is not None else len(self.vocabulary)
+        return self._size
 
     @property
     def shingles(self) -> frozenset[tuple[str, ...]]:
-        if self.grams is None:
-            self.grams = shingles(self.words)
-        return self.grams
+        if self._grams is None:
+            self._grams = shingles(self.words)
+        return self._grams
 
 
 class Signatures:
-    """Each text's signature, computed once per assembly (packing checks a chunk, registers it, and the final
+    """Each text's signature, made once per assembly (packing checks a chunk, registers it, and the final
     collapse compares the passages, most of which are single chunks: one text, three uses)."""
 
     def __init__(self) -> None:
         self._memo: dict[str, Signature] = {}
+        self.sketches = False      # some text's sketch came from ingest: the index carries them
 
     def __call__(self, text: str) -> Signature:
         sig = self._memo.get(text)
         if sig is None:
-            sig = self._memo[text] = Signature.of(text)
+            sig = self._memo[text] = Signature(text)
         return sig
+
+    def know(self, text: str, sketch: VocabularySketch) -> None:
+        """``text``'s own sketch (a chunk's, made at ingest)."""
+        self._memo.setdefault(text, Signature(text, sketch))
+        self.sketches = True
+
+    def sketched(self, text: str) -> Signature:
+        """``text``'s signature with its sketch made here (a passage that is no chunk's text: merged chunks, say):
+        once the chunks carry sketches, that lets its pairs be ruled out too."""
+        sig = self(text)
+        if sig.sketch is None:
+            sig.sketch = VocabularySketch.of_words(sig.vocabulary)
+        return sig
+
+    def within(self, text: str, outer: str) -> Signature:
+        """``text``'s signature, bounded by ``outer``'s sketch when it is a run of whole words of ``outer`` (a window
+        of a chunk: no sketch need be made for it unless that bound is too loose, ``_ruled_out``), else sketched."""
+        sig = self._memo.get(text)
+        if sig is not None:
+            return sig
+        host = self._memo.get(outer)
+        if host is not None and host.sketch is not None and _whole_words_of(text, outer):
+            sig = self._memo[text] = Signature(text, outer=host.sketch)
+            return sig
+        return self.sketched(text)
+
+
+def _whole_words_of(text: str, outer: str) -> bool:
+    """``text`` occurs in ASCII ``outer`` without cutting a run of letters or digits at either end, so that every word
+    of it is a word of ``outer`` (non-ASCII text is folded through NFKC, where this is not checked: no)."""
+    i = outer.find(text) if text and outer.isascii() else -1
+    if i < 0:
+        return False
+    j = i + len(text)
+    return (i == 0 or not (outer[i - 1].isalnum() and text[0].isalnum())) and \
+        (j == len(outer) or not (outer[j].isalnum() and text[-1].isalnum()))
 
 
 def same_text(a: Signature, b: Signature, threshold: float) -> bool:
     """``a`` and ``b`` are the same text, either way round: Jaccard at ``threshold``, or the smaller mostly inside
-    the larger, for both the vocabularies and the shingles. The vocabulary test is cheap and rules out almost every
-    pair before any shingle is built; the shingle test tells a re-post from a different text on the same topic."""
-    return _similar(a.vocabulary, b.vocabulary, threshold) and _similar(a.shingles, b.shingles, threshold)
+    the larger, for both the vocabularies and the shingles. Sketches (``sketch``), where both have one, rule out
+    almost every pair before either text is split; the vocabulary test rules out most of the rest before any shingle
+    is built; the shingle test tells a re-post from a different text on the same topic."""
+    return not _ruled_out(a, b, threshold) and _similar(a.vocabulary, b.vocabulary, threshold) and \
+        _similar(a.shingles, b.shingles, threshold)
+
+
+def _ruled_out(a: Signature, b: Signature, threshold: float) -> bool:
+    """The sketches prove the vocabularies share too few words for either test of ``_similar`` (``sketch``)."""
+    sa, sb = a.sketch, b.sketch
+    if threshold <= 0:
+        return False
+    if sa is not None and sb is not None:          # both exact (chunks): sizes read off the sketches
+        return share_fewer(sa, sb, _share(threshold, sa.size, sb.size))
+    oa, ob = sa or a.outer, sb or b.outer
+    if oa is None or ob is None:
+        return False
+    need = _share(threshold, a.size, b.size)
+    if share_fewer(oa, ob, need):
+        return True
+    for sig in (a, b):                             # the outer bound was too loose: the window's own sketch, once
+        if sig.sketch is None:
+            sig.sketch = VocabularySketch.of_words(sig.vocabulary)
+    return share_fewer(a.sketch, b.sketch, need)   # type: ignore[arg-type]
+
+
+def _share(threshold: float, size_a: int, size_b: int) -> float:
+    """Fewer shared words than this fails both tests of ``_similar``: Jaccard ``t`` needs ``2t / (1 + t)`` of the
+    smaller vocabulary, containment ``CONTAINMENT`` of it (a hair below, against float rounding)."""
+    return min(2 * threshold / (1 + threshold), CONTAINMENT) * min(size_a, size_b) - 1e-9
 
 
 def _similar(a: frozenset[Any], b: frozenset[Any], threshold: float) -> bool:
@@ -125,9 +215,15 @@ def collapse(passages: Sequence[Passage], threshold: float, signatures: Signatur
     kept; returns the kept passages and how many were collapsed.
     """
     signature = signatures or Signatures()
+    sketches = signature.sketches
     kept: list[tuple[Passage, Signature, bool]] = []
     for p in sorted(passages, key=lambda p: p.rank):
-        sig = signature(p.text)
+        if not sketches:
+            sig = signature(p.text)
+        elif len(p.chunks) == 1:
+            sig = signature.within(p.text, p.chunks[0].text)
+        else:
+            sig = signature.sketched(p.text)
         checked = p.text in compared
         owner = next((k for k, ks, k_checked in kept if k.document_id != p.document_id
                       and not (checked and k_checked) and same_text(ks, sig, threshold)), None)

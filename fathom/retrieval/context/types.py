@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol
 
 from fathom.config import ContextSettings
 from fathom.retrieval.context.facts import PAYLOAD_KEY, ChunkFacts
+from fathom.retrieval.context.sketch import PAYLOAD_KEY as SKETCH_KEY
+from fathom.retrieval.context.sketch import VocabularySketch
 from fathom.retrieval.guard import Status
 from fathom.retrieval.rerank.interface import Candidate
 from fathom.retrieval.tenancy import Tenant
@@ -40,6 +42,7 @@ class ContextChunk:
     content_hash: str | None = None
     flags: frozenset[str] = frozenset()
     facts: ChunkFacts | None = None  # token counts and sentences stored at ingest (None: count and split here)
+    sketch: VocabularySketch | None = None  # its vocabulary's sketch, stored at ingest (None: dedup compares it exactly)
 
     @classmethod
     def from_candidate(cls, c: Candidate, rank: int) -> "ContextChunk":
@@ -53,7 +56,7 @@ class ContextChunk:
             confidence=float(c.confidence), rank=rank, section_path=tuple(p.get("section_path") or ()),
             pages=tuple(int(x) for x in p.get("pages") or ()), source=p.get("source") or p.get("source_name"),
             content_hash=p.get("content_hash"), flags=frozenset(c.flags),
-            facts=ChunkFacts.from_payload(p.get(PAYLOAD_KEY)),
+            facts=ChunkFacts.from_payload(p.get(PAYLOAD_KEY)), sketch=VocabularySketch.from_payload(p.get(SKETCH_KEY)),
         )
 
 
