@@ -156,12 +156,20 @@ class _Counter:
         self.tokenizer = tokenizer
         self.shared = shared
         self.memo: dict[str, int] = {}
+        self.splits_at_spaces = tokenizer.splits_at_spaces
 
     def learn(self, text: str, facts: ChunkFacts) -> None:
-        """Counts made at ingest by this tokenizer (``ChunkFacts.applies`` checked): the chunk's and its sentences'."""
+        """Counts made at ingest by this tokenizer (``ChunkFacts.applies`` checked): the chunk's, its sentences' and
+        their leads (each sentence with the space before it)."""
         self.memo[text] = facts.tokens
         for s, e, n in facts.sentences:
             self.memo[text[s:e]] = n
+        for (_, prev, _), (_, e, _), n in zip(facts.sentences, facts.sentences[1:], facts.leads):
+            self.memo[text[prev:e]] = n
+
+    def record(self, text: str, tokens: int) -> None:
+        """A count made by adding up exact pieces (``TokenCost``): later counts of ``text`` need not tokenize it."""
+        self.memo[text] = tokens
 
     def __call__(self, text: str) -> int:
         n = self.memo.get(text)

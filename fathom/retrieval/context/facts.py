@@ -35,15 +35,25 @@ PAYLOAD_KEY = "context_facts"
 
 @dataclass(frozen=True, slots=True)
 class ChunkFacts:
-    """A chunk's token count and sentences (start, end, tokens; offsets into the chunk text), by one tokenizer."""
+    """A chunk's token count and sentences (start, end, tokens; offsets into the chunk text), by one tokenizer.
+
+    ``leads``: for a tokenizer that ``splits_at_spaces``, the tokens of each sentence after the first together with
+    the space before it (``text[end of the previous one:end]``): a run of sentences then counts as the first one's
+    tokens plus the others' leads, wherever ``tokens.seam`` holds between them. Empty for other tokenizers (and in
+    facts stored before leads existed: those runs are counted).
+    """
 
     tokenizer: str
     tokens: int
     sentences: tuple[tuple[int, int, int], ...]
+    leads: tuple[int, ...] = ()
 
     def to_payload(self) -> dict[str, Any]:
-        return {"v": FACTS_VERSION, "tokenizer": self.tokenizer, "tokens": self.tokens,
-                "sentences": [list(s) for s in self.sentences]}
+        out = {"v": FACTS_VERSION, "tokenizer": self.tokenizer, "tokens": self.tokens,
+               "sentences": [list(s) for s in self.sentences]}
+        if self.leads:
+            out["leads"] = list(self.leads)
+        return out
 
     @classmethod
     def from_payload(cls, raw: Any) -> "ChunkFacts | None":
@@ -52,13 +62,14 @@ class ChunkFacts:
             return None
         try:
             sents = tuple((int(s), int(e), int(t)) for s, e, t in raw["sentences"])
-            return cls(str(raw["tokenizer"]), int(raw["tokens"]), sents)
+            leads = tuple(int(n) for n in raw.get("leads") or ())
+            return cls(str(raw["tokenizer"]), int(raw["tokens"]), sents, leads)
         except (KeyError, TypeError, ValueError):
             return None
 
     def applies(self, text: str, tokenizer: PromptTokenizer) -> bool:
         """These facts are the ones assembly would compute for ``text`` with ``tokenizer``."""
-        if self.tokenizer != tokenizer.identity:
+        if self.tokenizer != tokenizer.identity or (self.leads and len(self.leads) != len(self.sentences) - 1):
             return False
         end = 0
         for s, e, _ in self.sentences:
@@ -71,5 +82,7 @@ class ChunkFacts:
 def chunk_facts(text: str, tokenizer: PromptTokenizer) -> ChunkFacts:
     """Count ``text`` and each of its sentences (as assembly splits them) with ``tokenizer``."""
     spans = sentence_spans(text, 0, len(text))
+    leads = tuple(tokenizer.count(text[a[1]:b[1]]) for a, b in zip(spans, spans[1:])) \
+        if tokenizer.splits_at_spaces else ()
     return ChunkFacts(tokenizer.identity, tokenizer.count(text),
-                      tuple((s, e, tokenizer.count(text[s:e])) for s, e in spans))
+                      tuple((s, e, tokenizer.count(text[s:e])) for s, e in spans), leads)

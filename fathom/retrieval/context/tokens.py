@@ -49,8 +49,28 @@ class PromptTokenizer(Protocol):
     # What identifies the counts it gives (name plus version or vocabulary hash): counts stored at ingest under one
     # identity are only ever used by a tokenizer of the same identity (fathom/retrieval/context/facts.py).
     identity: str
+    # count(a + b) == count(a) + count(b) whenever a ends in a non-space and b starts with a space (``seam``): then
+    # a run of sentences is counted from its sentences' stored counts (``highlights.best_window``).
+    splits_at_spaces: bool
 
     def count(self, text: str) -> int: ...
+
+
+class TokenCost(Protocol):
+    """What packing counts with: a tokenizer's counts behind a memo, which can be told a count made by adding up
+    pieces (``record``; only ever where ``splits_at_spaces`` makes the sum exact)."""
+
+    splits_at_spaces: bool
+
+    def __call__(self, text: str) -> int: ...
+
+    def record(self, text: str, tokens: int) -> None: ...
+
+
+def seam(text: str, i: int) -> bool:
+    """``text[:i]`` ends in a non-space and ``text[i:]`` starts with a space: a tokenizer that ``splits_at_spaces``
+    counts the two halves' tokens and adds them up."""
+    return 0 < i < len(text) and text[i] == " " and not text[i - 1].isspace()
 
 
 # A capitalised or lower-case word, an upper-case run (acronym), a digit run, or any other single character.
@@ -62,6 +82,7 @@ class ApproxTokenizer:
 
     name = APPROX
     identity = f"{APPROX}/1"    # bump when the estimate's rules change: counts stored at ingest are then recounted
+    splits_at_spaces = False    # each text's estimate is rounded up once: two halves' can add up to one more
 
     def count(self, text: str) -> int:
         if not text:
@@ -94,6 +115,11 @@ class TiktokenTokenizer:
         self._enc = tiktoken.get_encoding(f"{encoding}_offline" if encoding == CL100K else encoding)
         self.name = encoding
         self.identity = encoding   # a tiktoken encoding is fixed by its name (the offline file is hash-checked)
+        # cl100k_base splits text into pieces with a regular expression, and merges bytes only inside a piece. No
+        # piece runs from a non-space across a following space (the one that may swallow what follows, punctuation's
+        # ``[\r\n]*``, takes line breaks only), and where a piece starts depends on nothing before it: a seam there
+        # is a piece boundary, so counts add up (tested on SciFact and CACM texts). Other encodings: not assumed.
+        self.splits_at_spaces = encoding == CL100K
 
     def count(self, text: str) -> int:
         return len(self._enc.encode_ordinary(text)) if text else 0
@@ -110,6 +136,7 @@ class HfTokenizer:
         self._tok.no_padding()
         self.name = f"tokenizer.json:{path.parent.name or path.name}"
         self.identity = f"tokenizer.json:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+        self.splits_at_spaces = False   # its pre-tokenizer is the model's own (SentencePiece, byte-level, ...)
 
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids) if text else 0

@@ -33,3 +33,13 @@ def test_facts_not_certain_to_be_right_are_refused():
     for raw in (None, "x", {}, stale, {**facts.to_payload(), "sentences": [[1, 2]]},
                 {**facts.to_payload(), "tokens": "many"}):
         assert ChunkFacts.from_payload(raw) is None
+
+
+def test_leads_are_each_sentence_counted_with_the_space_before_it():
+    cl100k, approx = load_tokenizer("cl100k_base"), load_tokenizer("approx")
+    facts = chunk_facts(TEXT, cl100k)
+    spans = [(s, e) for s, e, _ in facts.sentences]
+    assert facts.leads == tuple(cl100k.count(TEXT[a[1]:b[1]]) for a, b in zip(spans, spans[1:]))
+    assert ChunkFacts.from_payload(facts.to_payload()) == facts
+    assert chunk_facts(TEXT, approx).leads == ()                     # its counts do not add up: none stored
+    assert not ChunkFacts(facts.tokenizer, facts.tokens, facts.sentences, facts.leads[:-1]).applies(TEXT, cl100k)
