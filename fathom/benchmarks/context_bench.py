@@ -60,6 +60,7 @@ from fathom.retrieval.components import build_pipeline
 from fathom.retrieval.context import (ContextAssembler, ContextChunk, ContextInput, ContextOptions, ContextOutput,
                                       DocumentCache, load_tokenizer)
 from fathom.retrieval.context.facts import chunk_facts
+from fathom.retrieval.context.sketch import VocabularySketch
 from fathom.retrieval.context.tokens import APPROX, PromptTokenizer
 from fathom.retrieval.guard import Status
 from fathom.retrieval.ir_metrics import percentile
@@ -322,6 +323,7 @@ def run_context_bench(datasets: Sequence[Path], settings: Settings, *, budgets: 
                 "approx_packing_vs_real": over,
                 # Chunks whose ingest-time counts are this tokenizer's (an index built with another one: ~0, slower).
                 "facts_applied": round(_facts_share(ds, tok), 4),
+                "sketches_present": round(_sketch_share(ds), 4),
                 "facts_cost": _facts_cost(ds, tok)}
         finally:
             ds.close()
@@ -335,13 +337,24 @@ def _facts_share(ds: _Dataset, tok: PromptTokenizer) -> float:
     return sum(c.facts is not None and c.facts.applies(c.text, tok) for c in chunks) / max(len(chunks), 1)
 
 
+def _sketch_share(ds: _Dataset) -> float:
+    """Share of the retrieved chunks that carry a vocabulary sketch (an index built before sketches has none)."""
+    chunks = [c for cs in ds.chunks.values() for c in cs]
+    return sum(c.sketch is not None for c in chunks) / max(len(chunks), 1)
+
+
 def _facts_cost(ds: _Dataset, tok: PromptTokenizer) -> dict[str, float]:
-    """What ingest pays for the facts: ``chunk_facts`` over every corpus text (about the chunks' characters)."""
+    """What ingest pays for the facts and the vocabulary sketches: ``chunk_facts`` and ``VocabularySketch.of_text``
+    over every corpus text (about the chunks' characters)."""
     texts = [d.text for d in ds.index.dataset.corpus()]
     t0 = time.process_time()
     for text in texts:
         chunk_facts(text, tok)
-    return {"documents": len(texts), "chars": sum(map(len, texts)), "cpu_s": round(time.process_time() - t0, 2)}
+    t1 = time.process_time()
+    for text in texts:
+        VocabularySketch.of_text(text)
+    return {"documents": len(texts), "chars": sum(map(len, texts)), "cpu_s": round(t1 - t0, 2),
+            "sketch_cpu_s": round(time.process_time() - t1, 2)}
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
