@@ -74,12 +74,11 @@ class ContextAssembler:
         cost = _Counter(self.tokenizer, self.counts)
         docs = self._documents(inp)
         terms = QueryTerms(inp.query, [c.text for c in inp.chunks])
-        for c in inp.chunks:
+        signatures = Signatures()
+        for c in inp.chunks:                     # what ingest stored for each chunk (facts.py, sketch.py)
             if c.facts is not None and c.facts.applies(c.text, self.tokenizer):
                 cost.learn(c.text, c.facts)
                 terms.know(c.text, [(s, e) for s, e, _ in c.facts.sentences])
-        signatures = Signatures()
-        for c in inp.chunks:
             if c.sketch is not None:
                 signatures.know(c.text, c.sketch)
         packer = _Packer(docs, opts, terms, cost, signatures)

@@ -74,6 +74,12 @@ class Signature:
             self._grams = shingles(self.words)
         return self._grams
 
+    def own_sketch(self) -> VocabularySketch:
+        """The sketch of this very text, made from its vocabulary if none came from ingest."""
+        if self.sketch is None:
+            self.sketch = VocabularySketch.of_words(self.vocabulary)
+        return self.sketch
+
 
 class Signatures:
     """Each text's signature, made once per assembly (packing checks a chunk, registers it, and the final
@@ -98,8 +104,7 @@ class Signatures:
         """``text``'s signature with its sketch made here (a passage that is no chunk's text: merged chunks, say):
         once the chunks carry sketches, that lets its pairs be ruled out too."""
         sig = self(text)
-        if sig.sketch is None:
-            sig.sketch = VocabularySketch.of_words(sig.vocabulary)
+        sig.own_sketch()
         return sig
 
     def within(self, text: str, outer: str) -> Signature:
@@ -148,10 +153,8 @@ def _ruled_out(a: Signature, b: Signature, threshold: float) -> bool:
     need = _share(threshold, a.size, b.size)
     if share_fewer(oa, ob, need):
         return True
-    for sig in (a, b):                             # the outer bound was too loose: the window's own sketch, once
-        if sig.sketch is None:
-            sig.sketch = VocabularySketch.of_words(sig.vocabulary)
-    return share_fewer(a.sketch, b.sketch, need)   # type: ignore[arg-type]
+    # The outer bound was too loose: the windows' own sketches (made once each).
+    return share_fewer(a.own_sketch(), b.own_sketch(), need)
 
 
 def _share(threshold: float, size_a: int, size_b: int) -> float:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
@@ -89,7 +89,7 @@ class VocabularySketch:
     @classmethod
     def from_payload(cls, raw: Any) -> "VocabularySketch | None":
         """The sketch stored at ingest, or None when absent, of another version, or malformed."""
-        if not isinstance(raw, dict) or raw.get("v") != SKETCH_VERSION:
+        if not isinstance(raw, Mapping) or raw.get("v") != SKETCH_VERSION:
             return None
         try:
             packed = base64.b64decode(raw["mask"], validate=True)
